@@ -1,0 +1,313 @@
+"""The benchmark report: machine and versions, the results table, ratios, details."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.suite import ImplResult, SuiteResult, client_commands_per_job, is_client_command
+
+_MIB = 2**20
+_NA = "\u2013"  # en dash
+
+
+def cpu_model() -> str:
+    """The CPU model name from ``/proc/cpuinfo``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def nproc() -> int:
+    """Processors available to this process (what ``nproc`` prints)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where and how the benchmark ran."""
+
+    command: str
+    date: datetime
+    loop: str
+    job_options: str
+    node: str
+
+
+@dataclass(frozen=True)
+class _Column:
+    title: str
+    value: Callable[[ImplResult], float | None]
+    fmt: Callable[[float], str]
+    metrics: tuple[str, ...]
+
+
+def _rate(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def _ms(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _cmds(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _mib(v: float) -> str:
+    return f"{v / _MIB:.1f}"
+
+
+def _median_commands(result: ImplResult, scenario: str) -> dict[str, float] | None:
+    runs = result.commands.get(scenario)
+    if not runs:
+        return None
+    names = {name for run in runs for name in run}
+    return {name: statistics.median(run.get(name, 0.0) for run in runs) for name in sorted(names)}
+
+
+def _client_cmds(scenario: str) -> Callable[[ImplResult], float | None]:
+    def value(result: ImplResult) -> float | None:
+        if scenario in result.errors:
+            return None
+        per_job = _median_commands(result, scenario)
+        return client_commands_per_job(per_job) if per_job is not None else None
+
+    return value
+
+
+def _metric(name: str) -> Callable[[ImplResult], float | None]:
+    return lambda result: result.median(name)
+
+
+def _rss_growth(first: int, last: int) -> Callable[[ImplResult], float | None]:
+    def value(result: ImplResult) -> float | None:
+        low, high = result.median(f"rss_{first}"), result.median(f"rss_{last}")
+        return high / low if low and high else None
+
+    return value
+
+
+def _columns(result: SuiteResult) -> list[_Column]:
+    columns = [
+        _Column("add one (jobs/s)", _metric("add_one"), _rate, ("add_one",)),
+        _Column("50 in flight (jobs/s)", _metric("add_in_flight"), _rate, ("add_in_flight",)),
+        _Column("bulk \u00d71000 (jobs/s)", _metric("add_bulk"), _rate, ("add_bulk",)),
+        _Column("process c=1 (jobs/s)", _metric("process_c1"), _rate, ("process_c1",)),
+        _Column("process c=50 (jobs/s)", _metric("process_c50"), _rate, ("process_c50",)),
+        _Column("add→done p50 (ms)", _metric("latency_p50"), _ms, ("latency",)),
+        _Column("add→done p99 (ms)", _metric("latency_p99"), _ms, ("latency",)),
+        _Column("client cmds/job c=1", _client_cmds("process_c1"), _cmds, ("process_c1",)),
+        _Column("client cmds/job c=50", _client_cmds("process_c50"), _cmds, ("process_c50",)),
+    ]
+    checkpoints = sorted(result.options.rss_checkpoints)
+    for n in checkpoints:
+        columns.append(_Column(f"RSS after {n:,} jobs (MiB)", _metric(f"rss_{n}"), _mib, ("rss",)))
+    if len(checkpoints) >= 2:
+        first, last = checkpoints[0], checkpoints[-1]
+        columns.append(
+            _Column(
+                f"RSS growth {first:,} \u2192 {last:,}",
+                _rss_growth(first, last),
+                lambda v: f"{v:.2f}",
+                ("rss",),
+            )
+        )
+    return columns
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def _cell(result: ImplResult, column: _Column) -> str:
+    if result.unavailable is not None:
+        return _NA
+    if any(metric in result.errors for metric in column.metrics):
+        return "error"
+    value = column.value(result)
+    return column.fmt(value) if value is not None else _NA
+
+
+def results_table(result: SuiteResult) -> list[str]:
+    """The main table: one row per implementation, then the ratio rows."""
+    columns = _columns(result)
+    lines = [
+        _row(["implementation", *(c.title for c in columns)]),
+        _row(["---"] * (len(columns) + 1)),
+    ]
+    by_key = {r.key: r for r in result.results}
+    for impl in result.results:
+        label = impl.label if impl.unavailable is None else f"{impl.label}: {impl.unavailable}"
+        lines.append(_row([label, *(_cell(impl, c) for c in columns)]))
+    for top, bottom in (("queuekit", "bullmq"), ("queuekit", "node"), ("bullmq", "node")):
+        a, b = by_key.get(top), by_key.get(bottom)
+        if a is None or b is None or a.unavailable is not None or b.unavailable is not None:
+            continue
+        cells = []
+        for column in columns:
+            x, y = column.value(a), column.value(b)
+            cells.append(f"{x / y:.2f}" if x is not None and y else _NA)
+        lines.append(_row([f"*{a.label} / {b.label}*", *cells]))
+    return lines
+
+
+_SCENARIO_TITLES = {
+    "add_one": "add one",
+    "add_in_flight": "50 in flight",
+    "add_bulk": "bulk \u00d71000",
+    "process_c1": "process c=1",
+    "process_c50": "process c=50",
+}
+
+
+def commands_table(result: SuiteResult) -> list[str]:
+    """Redis commands per job of each scenario, from ``INFO commandstats`` deltas."""
+    lines = [
+        _row(
+            [
+                "implementation",
+                "scenario",
+                "evalsha",
+                "bzpopmin",
+                "other client commands",
+                "client total",
+                "all, incl. inside Lua",
+            ]
+        ),
+        _row(["---"] * 7),
+    ]
+    for impl in result.results:
+        for scenario, title in _SCENARIO_TITLES.items():
+            per_job = _median_commands(impl, scenario)
+            if per_job is None or scenario in impl.errors:
+                continue
+            others = [
+                f"{name} {value:.3f}"
+                for name, value in per_job.items()
+                if is_client_command(name)
+                and name not in ("evalsha", "bzpopmin")
+                and value >= 0.0005
+            ]
+            lines.append(
+                _row(
+                    [
+                        impl.label,
+                        title,
+                        f"{per_job.get('evalsha', 0.0):.3f}",
+                        f"{per_job.get('bzpopmin', 0.0):.3f}",
+                        ", ".join(others) or _NA,
+                        f"{client_commands_per_job(per_job):.2f}",
+                        f"{sum(per_job.values()):.1f}",
+                    ]
+                )
+            )
+    return lines
+
+
+def spread_table(result: SuiteResult) -> list[str]:
+    """Minimum and maximum over the runs of each timed metric."""
+    metrics = [
+        ("add_one", _rate),
+        ("add_in_flight", _rate),
+        ("add_bulk", _rate),
+        ("process_c1", _rate),
+        ("process_c50", _rate),
+        ("latency_p50", _ms),
+        ("latency_p99", _ms),
+    ]
+    lines = [_row(["implementation", *(m for m, _ in metrics)]), _row(["---"] * (len(metrics) + 1))]
+    for impl in result.results:
+        if impl.unavailable is not None:
+            continue
+        cells = []
+        for metric, fmt in metrics:
+            values = impl.values.get(metric)
+            cells.append(f"{fmt(min(values))}\u2013{fmt(max(values))}" if values else _NA)
+        lines.append(_row([impl.label, *cells]))
+    return lines
+
+
+def render(result: SuiteResult, env: Environment) -> str:
+    """The whole report as markdown."""
+    opts = result.options
+    versions: dict[str, str] = {}
+    for impl in result.results:
+        versions.update(impl.versions)
+    rss = ", ".join(f"{n:,}" for n in sorted(opts.rss_checkpoints))
+    out = [
+        "# queuekit benchmarks",
+        "",
+        f"Command: `{env.command}`  ",
+        f"Date: {env.date:%Y-%m-%d %H:%M} UTC (the run took {result.elapsed_s / 60:.1f} min)",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| machine | {nproc()} CPUs (`nproc`), {cpu_model()} |",
+        f"| Redis | {result.redis_version}, its own `redis-server` on loopback, persistence off |",
+        f"| Python | {platform.python_version()}, event loop: {env.loop} |",
+        f"| Node | {env.node} |",
+        *(f"| {name} | {version} |" for name, version in versions.items() if name != "node"),
+        "",
+        "## Results",
+        "",
+        f"{opts.jobs:,} jobs per scenario, median of {opts.runs} run(s); memory from one run. "
+        "Higher is better for jobs/s, lower for the rest. Ratio rows divide the values of "
+        "each column.",
+        "",
+        *results_table(result),
+        "",
+    ]
+    unavailable = [r for r in result.results if r.unavailable is not None]
+    for impl in unavailable:
+        out += [f"{impl.key}: {impl.unavailable}", ""]
+    errors = [(r.label, s, e) for r in result.results for s, e in r.errors.items()]
+    if errors:
+        out += ["Failed measurements:", "", *(f"- {label}, {s}: {e}" for label, s, e in errors), ""]
+    out += [
+        "## How it is measured",
+        "",
+        f"- Job options: {env.job_options}.",
+        "- Every measurement uses a fresh queue on the same Redis; its keys are deleted after.",
+        "- *add one*: one `add` at a time, each awaited. *50 in flight*: 50 concurrent lanes, "
+        "each awaiting its add before starting the next. *bulk*: `addBulk` / `add_jobs` in "
+        "chunks of 1,000. The clock starts after one warm-up add.",
+        "- *process c=1 / c=50*: the jobs are added first; a worker with a no-op processor "
+        "starts in a process of its own (Python: a subprocess per measurement, "
+        f"{env.loop} loop); the clock runs from constructing the worker until the queue's "
+        "counts show nothing waiting, active or delayed.",
+        f"- *add→done*: {opts.latency_samples:,} jobs added one at a time while a worker "
+        "(concurrency 1, own process) runs; wall clock from calling `add` until the job's "
+        "`completed` event is read from the queue's BullMQ event stream (the same reader for "
+        "every implementation; the first 20 samples are dropped).",
+        "- *client cmds/job*: `INFO commandstats` deltas over the worker run divided by the "
+        "jobs, counting commands that clients send (EVALSHA, BZPOPMIN, MULTI/EXEC, ...); "
+        "Redis also counts the commands Lua scripts run, shown as *all* below.",
+        f"- *RSS*: resident memory of the worker process (concurrency 50) after {rss} jobs "
+        "processed, from one run.",
+        "",
+        "## Redis commands per job",
+        "",
+        *commands_table(result),
+        "",
+    ]
+    if opts.runs > 1:
+        out += ["## Spread over the runs (min\u2013max)", "", *spread_table(result), ""]
+    return "\n".join(out)
+
+
+def now() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)

@@ -1,0 +1,309 @@
+"""Runs every scenario for every implementation on one Redis server and collects results.
+
+Each measurement gets a fresh queue name, whose keys are deleted afterwards; Redis
+``INFO commandstats`` is read around each measurement to count the commands it cost.
+The order of the implementations rotates from run to run, so none is always first.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from redis.asyncio import Redis
+
+from benchmarks.common import percentile
+from benchmarks.implementations import Implementation
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT_WINDOW: Final = 50
+BULK_CHUNK: Final = 1000
+HIGH_CONCURRENCY: Final = 50
+RSS_CONCURRENCY: Final = 50
+LATENCY_WARMUP: Final = 20
+
+CLIENT_COMMANDS: Final = frozenset(
+    {
+        "evalsha",
+        "eval",
+        "evalsha_ro",
+        "eval_ro",
+        "fcall",
+        "fcall_ro",
+        "bzpopmin",
+        "bzpopmax",
+        "bzmpop",
+        "blpop",
+        "brpop",
+        "blmove",
+        "blmpop",
+        "brpoplpush",
+        "xread",
+        "multi",
+        "exec",
+        "discard",
+        "watch",
+        "unwatch",
+        "ping",
+        "hello",
+        "select",
+        "auth",
+        "quit",
+        "info",
+    }
+)
+"""Commands only a client sends (Lua cannot call them, or BullMQ's scripts do not).
+Commands that scripts run are counted by Redis too; ``client`` and ``script``
+subcommands (``client|setname``, ``script|load``) also count as client commands."""
+
+
+def is_client_command(name: str) -> bool:
+    """Whether ``name`` (as in ``INFO commandstats``) was sent by a client."""
+    return name in CLIENT_COMMANDS or name.split("|", 1)[0] in {"client", "script", "config"}
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """What to run."""
+
+    jobs: int
+    runs: int
+    latency_samples: int
+    rss_checkpoints: tuple[int, ...]
+
+
+@dataclass
+class ImplResult:
+    """All values measured for one implementation; each list has one value per run."""
+
+    key: str
+    label: str
+    versions: dict[str, str] = field(default_factory=dict)
+    unavailable: str | None = None
+    values: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    commands: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    """Per scenario, per run: calls per job of each Redis command."""
+
+    def add(self, metric: str, value: float) -> None:
+        """Record one run's value of ``metric``."""
+        self.values.setdefault(metric, []).append(value)
+
+    def median(self, metric: str) -> float | None:
+        """Median over the runs of ``metric``, or None if it was not measured."""
+        found = self.values.get(metric)
+        return statistics.median(found) if found else None
+
+
+@dataclass
+class SuiteResult:
+    """Results of the whole suite."""
+
+    options: SuiteOptions
+    redis_version: str
+    results: list[ImplResult]
+    elapsed_s: float = 0.0
+
+
+CommandStats = dict[str, int]
+_Scenario = Callable[[Implementation, str, ImplResult], Awaitable[None]]
+
+
+class _Redis:
+    """The suite's own connection: command statistics and clean-up."""
+
+    def __init__(self, url: str) -> None:
+        self.client = Redis.from_url(url, decode_responses=True, socket_connect_timeout=5.0)
+
+    async def commandstats(self) -> CommandStats:
+        info: Mapping[str, Any] = await self.client.info("commandstats")
+        return {
+            name.removeprefix("cmdstat_"): int(stats["calls"])
+            for name, stats in info.items()
+            if name.startswith("cmdstat_")
+        }
+
+    async def delete_queue(self, queue: str) -> None:
+        batch: list[str] = []
+        async for key in self.client.scan_iter(match=f"*{queue}*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await self.client.unlink(*batch)
+
+    async def version(self) -> str:
+        info: Mapping[str, Any] = await self.client.info("server")
+        return str(info.get("redis_version", "?"))
+
+
+def _per_job(before: CommandStats, after: CommandStats, jobs: int) -> dict[str, float]:
+    delta = {name: calls - before.get(name, 0) for name, calls in after.items()}
+    delta["info"] = delta.get("info", 0) - 1  # the suite's own INFO that took `after`
+    return {name: calls / jobs for name, calls in sorted(delta.items()) if calls > 0}
+
+
+def client_commands_per_job(per_job: Mapping[str, float]) -> float:
+    """Commands per job that clients sent (the rest ran inside Lua scripts)."""
+    return sum(value for name, value in per_job.items() if is_client_command(name))
+
+
+class Suite:
+    """Runs the scenarios for the given implementations."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        options: SuiteOptions,
+        implementations: list[Implementation],
+        unavailable: list[ImplResult],
+    ) -> None:
+        self._redis = _Redis(redis_url)
+        self._options = options
+        self._impls = implementations
+        self._results = {impl.key: ImplResult(impl.key, impl.label) for impl in implementations}
+        self._unavailable = unavailable
+
+    async def run(self) -> SuiteResult:
+        """Run everything; a failing measurement is recorded and the suite goes on."""
+        started = time.monotonic()
+        try:
+            for impl in self._impls:
+                self._results[impl.key].versions = impl.versions()
+            redis_version = await self._redis.version()
+            for run in range(self._options.runs):
+                order = (
+                    self._impls[run % len(self._impls) :] + self._impls[: run % len(self._impls)]
+                )
+                log.info(
+                    "run %d/%d, order: %s",
+                    run + 1,
+                    self._options.runs,
+                    ", ".join(impl.key for impl in order),
+                )
+                for scenario, measure in self._scenarios(run):
+                    for impl in order:
+                        await self._measure(impl, scenario, run, measure)
+        finally:
+            await self._redis.client.aclose()
+        ordered = [self._results[impl.key] for impl in self._impls] + self._unavailable
+        return SuiteResult(self._options, redis_version, ordered, time.monotonic() - started)
+
+    def _scenarios(self, run: int) -> list[tuple[str, _Scenario]]:
+        scenarios: list[tuple[str, _Scenario]] = [
+            ("add_one", self._add_one),
+            ("add_in_flight", self._add_in_flight),
+            ("add_bulk", self._add_bulk),
+            ("process_c1", self._process_c1),
+            ("process_c50", self._process_c50),
+            ("latency", self._latency),
+        ]
+        # Memory is not a timing: one run is enough, and it is the longest scenario.
+        if run == 0 and self._options.rss_checkpoints:
+            scenarios.append(("rss", self._rss))
+        return scenarios
+
+    async def _measure(
+        self,
+        impl: Implementation,
+        scenario: str,
+        run: int,
+        measure: _Scenario,
+    ) -> None:
+        result = self._results[impl.key]
+        queue = f"bench-{impl.key}-{scenario.replace('_', '-')}-r{run + 1}-{secrets.token_hex(3)}"
+        try:
+            await measure(impl, queue, result)
+        except Exception as err:  # one failure must not cost the other measurements
+            log.exception("%s %s failed", impl.key, scenario)
+            result.errors[scenario] = f"{type(err).__name__}: {err}"[:300]
+        finally:
+            await self._redis.delete_queue(queue)
+
+    async def _counted(
+        self, result: ImplResult, scenario: str, jobs: int, action: Awaitable[float]
+    ) -> float:
+        before = await self._redis.commandstats()
+        value = await action
+        after = await self._redis.commandstats()
+        result.commands.setdefault(scenario, []).append(_per_job(before, after, jobs))
+        return value
+
+    def _rate(self, result: ImplResult, metric: str, seconds: float) -> None:
+        rate = self._options.jobs / seconds
+        result.add(metric, rate)
+        log.info("%-9s %-14s %9.0f jobs/s", result.key, metric, rate)
+
+    async def _add_one(self, impl: Implementation, queue: str, result: ImplResult) -> None:
+        jobs = self._options.jobs
+        seconds = await self._counted(result, "add_one", jobs, impl.add_one(queue, jobs))
+        self._rate(result, "add_one", seconds)
+
+    async def _add_in_flight(self, impl: Implementation, queue: str, result: ImplResult) -> None:
+        jobs = self._options.jobs
+        seconds = await self._counted(
+            result, "add_in_flight", jobs, impl.add_many_in_flight(queue, jobs, IN_FLIGHT_WINDOW)
+        )
+        self._rate(result, "add_in_flight", seconds)
+
+    async def _add_bulk(self, impl: Implementation, queue: str, result: ImplResult) -> None:
+        jobs = self._options.jobs
+        seconds = await self._counted(
+            result, "add_bulk", jobs, impl.add_bulk(queue, jobs, BULK_CHUNK)
+        )
+        self._rate(result, "add_bulk", seconds)
+
+    async def _process(
+        self, impl: Implementation, queue: str, result: ImplResult, concurrency: int, metric: str
+    ) -> None:
+        jobs = self._options.jobs
+        await impl.preload(queue, jobs, BULK_CHUNK)
+
+        async def work() -> float:
+            report = await impl.run_worker_process(queue, jobs, concurrency, [])
+            if report.elapsed_s is None or report.processed < jobs or report.failed:
+                raise RuntimeError(
+                    f"worker processed {report.processed}/{jobs} jobs, {report.failed} failed"
+                )
+            return report.elapsed_s
+
+        seconds = await self._counted(result, metric, jobs, work())
+        self._rate(result, metric, seconds)
+
+    async def _process_c1(self, impl: Implementation, queue: str, result: ImplResult) -> None:
+        await self._process(impl, queue, result, 1, "process_c1")
+
+    async def _process_c50(self, impl: Implementation, queue: str, result: ImplResult) -> None:
+        await self._process(impl, queue, result, HIGH_CONCURRENCY, "process_c50")
+
+    async def _latency(self, impl: Implementation, queue: str, result: ImplResult) -> None:
+        values = await impl.latencies(queue, self._options.latency_samples, LATENCY_WARMUP)
+        p50, p99 = percentile(values, 50), percentile(values, 99)
+        result.add("latency_p50", p50)
+        result.add("latency_p99", p99)
+        log.info("%-9s %-14s p50 %.2f ms, p99 %.2f ms", impl.key, "latency", p50, p99)
+
+    async def _rss(self, impl: Implementation, queue: str, result: ImplResult) -> None:
+        checkpoints = list(self._options.rss_checkpoints)
+        jobs = max(checkpoints)
+        await impl.preload(queue, jobs, BULK_CHUNK)
+        report = await impl.run_worker_process(queue, jobs, RSS_CONCURRENCY, checkpoints)
+        missing = [n for n in checkpoints if n not in report.rss_at]
+        if missing:
+            raise RuntimeError(f"no RSS sample at {missing} (processed {report.processed})")
+        result.add("rss_start", report.rss_start)
+        for n in checkpoints:
+            result.add(f"rss_{n}", report.rss_at[n])
+        log.info(
+            "%-9s %-14s %s",
+            impl.key,
+            "rss",
+            ", ".join(f"{n}: {report.rss_at[n] / 2**20:.1f} MiB" for n in checkpoints),
+        )

@@ -1,0 +1,61 @@
+"""The ``queuekit`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from queuekit.errors import QueuekitError
+from queuekit.settings import load_settings
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from queuekit.demo.run import format_table, run_demo
+
+    overrides: dict[str, object] = {"backend": "memory"}
+    if args.redis_url:
+        overrides = {"backend": "redis", "redis": {"url": args.redis_url}}
+    settings = load_settings(**overrides)
+    where = f"Redis at {settings.redis.safe_url}" if args.redis_url else "the in-memory backend"
+    print(f"queuekit demo on {where}")
+    rows = asyncio.run(run_demo(settings))
+    print()
+    print(format_table(rows))
+    failed = [r for r in rows if r.state != "completed"]
+    print(f"\n{len(rows) - len(failed)} of {len(rows)} jobs completed")
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="queuekit", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the example application end to end")
+    demo.add_argument("--redis-url", help="run on this Redis instead of in memory")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``queuekit`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+    except QueuekitError as exc:
+        print(f"queuekit: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The dedicated queue Redis connection (never the cache's).
+
+One bounded pool serves queue commands (with a socket timeout). Each worker gets a
+small pool of its own with *no* socket timeout: BullMQ blocks in ``BZPOPMIN`` for up to
+10 s and redis-py 8's default 5 s socket timeout would cut that wait short (a delayed job
+then starts seconds late). Every connection has a connect timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+
+from queuekit.errors import QueueUnavailableError
+from queuekit.settings import RedisSettings
+
+log = logging.getLogger("queuekit.connection")
+
+#: BullMQ refuses servers older than this.
+MINIMUM_REDIS_VERSION = (5, 0, 0)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What the start-up check learned about the server."""
+
+    version: str
+    maxmemory_policy: str
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        """The version as a tuple of ints, e.g. (7, 0, 15)."""
+        return tuple(int(p) for p in self.version.split(".")[:3] if p.isdigit())
+
+    @property
+    def bullmq_capabilities(self) -> dict[str, bool]:
+        """BullMQ's capability flags for this server.
+
+        ``canDoubleTimeout`` lets the worker block for fractions of a second (Redis >= 6);
+        without it bullmq rounds its wait up to whole seconds and retries start late.
+        """
+        version = self.version_tuple
+        return {
+            "canBlockFor1Ms": version >= (7, 0, 8),
+            "canDoubleTimeout": version >= (6, 0, 0),
+        }
+
+
+class QueueConnection:
+    """Pools and clients for one queue Redis server; ``close()`` releases all of them."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self.settings = settings
+        self.url = settings.safe_url
+        self._common: dict[str, Any] = {
+            "socket_connect_timeout": settings.connect_timeout,
+            "decode_responses": True,  # bullmq reads str fields; bytes give name=None
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        }
+        self._pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
+            settings.effective_url,
+            max_connections=settings.pool_size,
+            timeout=settings.socket_timeout,
+            socket_timeout=settings.socket_timeout,
+            **self._common,
+        )
+        self.client: Redis = Redis(connection_pool=self._pool)
+        self._worker_pools: list[ConnectionPool] = []
+        self._server: ServerInfo | None = None
+        self._check_lock = asyncio.Lock()
+        self.closed = False
+
+    @property
+    def server(self) -> ServerInfo | None:
+        """What the last successful :meth:`check` found, or None."""
+        return self._server
+
+    def worker_client(self) -> Redis:
+        """A client on a new pool without socket timeout, for one worker's blocking wait."""
+        pool = ConnectionPool.from_url(self.settings.effective_url, socket_timeout=None,
+                                       **self._common)
+        self._worker_pools.append(pool)
+        return Redis(connection_pool=pool)
+
+    async def release_worker_client(self, client: Redis) -> None:
+        """Disconnect a client made by :meth:`worker_client` and forget its pool."""
+        pool = client.connection_pool
+        await client.aclose()
+        await pool.disconnect()
+        if pool in self._worker_pools:
+            self._worker_pools.remove(pool)
+
+    async def server_info(self) -> ServerInfo:
+        """The server's info, checking the connection first if not done yet."""
+        if self._server is None:
+            async with self._check_lock:
+                if self._server is None:
+                    await self.check()
+        assert self._server is not None
+        return self._server
+
+    async def check(self) -> ServerInfo:
+        """Ping the server within ``startup_timeout`` and read its version and policy.
+
+        Raises :class:`QueueUnavailableError` naming the URL (password masked) instead of
+        leaving BullMQ to retry for minutes.
+        """
+        timeout = self.settings.startup_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                info: dict[str, Any] = await self.client.info()
+        except TimeoutError:
+            raise QueueUnavailableError(
+                f"Redis at {self.url} did not answer within {timeout:g} s; check the host, "
+                "port and firewall (setting redis.url / QUEUEKIT_REDIS__URL)"
+            ) from None
+        except AuthenticationError as exc:
+            raise QueueUnavailableError(
+                f"Redis at {self.url} refused our credentials ({exc}); check redis.password "
+                "or the password in QUEUEKIT_REDIS__URL"
+            ) from None
+        except ResponseError as exc:
+            if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+                raise QueueUnavailableError(
+                    f"Redis at {self.url} refused our credentials ({exc}); check redis.password "
+                    "or the password in QUEUEKIT_REDIS__URL"
+                ) from None
+            raise QueueUnavailableError(f"Redis at {self.url} answered with an error: {exc}") \
+                from None
+        except (RedisError, OSError) as exc:
+            raise QueueUnavailableError(f"cannot connect to Redis at {self.url}: {exc}") \
+                from None
+        server = ServerInfo(
+            version=str(info.get("redis_version", "0.0.0")),
+            maxmemory_policy=str(info.get("maxmemory_policy", "unknown")),
+        )
+        if server.version_tuple < MINIMUM_REDIS_VERSION:
+            raise QueueUnavailableError(
+                f"Redis at {self.url} is version {server.version}; BullMQ needs 5.0.0 or newer"
+            )
+        if server.maxmemory_policy != "noeviction":
+            message = (
+                f"Redis at {self.url} has maxmemory-policy {server.maxmemory_policy!r}; "
+                "BullMQ needs 'noeviction' or jobs may be evicted"
+            )
+            log.warning(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        self._server = server
+        log.info("connected to Redis %s at %s", server.version, self.url)
+        return server
+
+    def apply_to(self, bull_connection: Any) -> None:
+        """Give a bullmq ``RedisConnection`` our server facts so it skips its own INFO."""
+        if self._server is not None:
+            bull_connection.version = self._server.version
+            bull_connection.capabilities = dict(self._server.bullmq_capabilities)
+
+    async def ping(self) -> str:
+        """``ok`` when the server answers a PING, else the reason."""
+        try:
+            async with asyncio.timeout(self.settings.startup_timeout):
+                await self.client.ping()
+        except TimeoutError:
+            return f"no answer from {self.url} within {self.settings.startup_timeout:g} s"
+        except (RedisError, OSError) as exc:
+            return f"{self.url}: {exc}"
+        return "ok"
+
+    async def close(self) -> None:
+        """Disconnect every pool. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        for pool in list(self._worker_pools):
+            await pool.disconnect()
+        self._worker_pools.clear()
+        await self.client.aclose()
+        await self._pool.disconnect()
+        log.info("queue Redis connection to %s closed", self.url)

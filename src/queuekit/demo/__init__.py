@@ -1,0 +1,1 @@
+"""The example application of the plugin host: services that enqueue, processors that work."""

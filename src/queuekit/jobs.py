@@ -1,0 +1,297 @@
+"""Job options, results, read-back info and the context a processor receives."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from queuekit.errors import FieldError, PayloadValidationError
+from queuekit.payloads import JobPayload
+from queuekit.settings import BackoffSettings, JobDefaults, KeepJobs
+
+P = TypeVar("P", bound=JobPayload)
+M = TypeVar("M", bound=BaseModel)
+
+#: BullMQ's highest priority number (2^21); 1 is the most urgent, 0 means none.
+MAX_PRIORITY = 2_097_152
+
+Progress = int | dict[str, Any]
+Retention = bool | int | KeepJobs
+
+
+class JobState(StrEnum):
+    """Where a job is, in BullMQ's words."""
+
+    WAITING = "waiting"
+    PRIORITIZED = "prioritized"
+    DELAYED = "delayed"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    WAITING_CHILDREN = "waiting-children"
+    UNKNOWN = "unknown"
+
+    @property
+    def finished(self) -> bool:
+        """True for completed and failed."""
+        return self in (JobState.COMPLETED, JobState.FAILED)
+
+
+#: The keys of ``get_job_counts``, in display order.
+COUNT_STATES: tuple[str, ...] = (
+    "waiting",
+    "active",
+    "delayed",
+    "prioritized",
+    "completed",
+    "failed",
+    "paused",
+    "waiting-children",
+)
+
+
+def _field_errors(exc: ValidationError) -> list[FieldError]:
+    return [
+        FieldError(".".join(str(p) for p in err["loc"]) or "(root)", err["msg"])
+        for err in exc.errors()
+    ]
+
+
+def validate_model(model: type[M], value: object, subject: str) -> M:
+    """Validate ``value`` (a model or a mapping) as ``model``.
+
+    Raises :class:`PayloadValidationError` naming each offending field.
+    """
+    if isinstance(value, model):
+        return value
+    if isinstance(value, BaseModel):
+        raise PayloadValidationError(
+            subject,
+            [FieldError("(root)", f"expected {model.__name__}, got {type(value).__name__}")],
+        )
+    if not isinstance(value, Mapping):
+        raise PayloadValidationError(
+            subject,
+            [FieldError("(root)", f"expected {model.__name__} or a mapping, got "
+                                  f"{type(value).__name__}")],
+        )
+    try:
+        return model.model_validate(dict(value))
+    except ValidationError as exc:
+        raise PayloadValidationError(subject, _field_errors(exc)) from exc
+
+
+class JobOptions(BaseModel):
+    """Options of one job, in BullMQ's units (milliseconds). Unset fields take the defaults.
+
+    Accepts snake_case or BullMQ's camelCase names (``job_id`` or ``jobId``).
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    attempts: int | None = Field(default=None, ge=1, description="Attempts before failing.")
+    backoff: BackoffSettings | int | None = Field(
+        default=None, description="Retry delay; an int is a fixed delay in ms."
+    )
+    delay: int | None = Field(default=None, ge=0, description="Milliseconds before it may run.")
+    priority: int | None = Field(
+        default=None, ge=0, le=MAX_PRIORITY, description="1 is most urgent; 0 or None: none."
+    )
+    job_id: str | None = Field(
+        default=None, min_length=1, max_length=512,
+        description="Custom id; adding the same id twice is a no-op."
+    )
+    lifo: bool | None = Field(default=None, description="Take it before older waiting jobs.")
+    remove_on_complete: Retention | None = Field(
+        default=None, description="True, a count to keep, or KeepJobs(count, age)."
+    )
+    remove_on_fail: Retention | None = Field(
+        default=None, description="True, a count to keep, or KeepJobs(count, age)."
+    )
+
+    @field_validator("backoff", mode="before")
+    @classmethod
+    def _reject_negative_backoff(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError("a backoff delay must be >= 0 ms")
+        return value
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id_shape(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.isdigit():
+            raise ValueError(
+                "a custom job id cannot be an integer (it would clash with BullMQ's own ids)"
+            )
+        if ":" in value:
+            raise ValueError("a custom job id cannot contain ':'")
+        return value
+
+    def to_bullmq(self, defaults: JobDefaults) -> dict[str, Any]:
+        """The BullMQ ``JobsOptions`` dict: these options over ``defaults``."""
+        backoff = self.backoff if self.backoff is not None else defaults.backoff
+        opts: dict[str, Any] = {
+            "attempts": self.attempts if self.attempts is not None else defaults.attempts,
+            "backoff": (
+                {"type": "fixed", "delay": backoff}
+                if isinstance(backoff, int)
+                else {"type": backoff.type, "delay": backoff.delay}
+            ),
+            "removeOnComplete": _retention(self.remove_on_complete, defaults.remove_on_complete),
+            "removeOnFail": _retention(self.remove_on_fail, defaults.remove_on_fail),
+        }
+        if self.delay:
+            opts["delay"] = self.delay
+        if self.priority:
+            opts["priority"] = self.priority
+        if self.job_id is not None:
+            opts["jobId"] = self.job_id
+        if self.lifo:
+            opts["lifo"] = True
+        return opts
+
+
+def _retention(value: Retention | None, default: KeepJobs) -> bool | int | dict[str, int]:
+    chosen: Retention = default if value is None else value
+    if isinstance(chosen, KeepJobs):
+        return chosen.to_bullmq()
+    return chosen
+
+
+class JobResult(BaseModel):
+    """What a processor returns (the NestJS ``JobResult``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    success: bool
+    message: str | None = None
+    data: Any = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict stored as the job's return value."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def result_from_wire(value: Any) -> JobResult | Any:
+    """A stored return value as a :class:`JobResult` when it has that shape."""
+    if isinstance(value, Mapping) and isinstance(value.get("success"), bool):
+        return JobResult.model_validate(dict(value))
+    return value
+
+
+def check_progress(progress: object) -> Progress:
+    """Validate a progress value: an int 0..100 or a JSON-serialisable mapping."""
+    if isinstance(progress, bool) or not isinstance(progress, int | Mapping):
+        raise PayloadValidationError(
+            "progress", [FieldError("progress", "must be an int 0..100 or a mapping")]
+        )
+    if isinstance(progress, int):
+        if not 0 <= progress <= 100:
+            raise PayloadValidationError(
+                "progress", [FieldError("progress", f"must be within 0..100, got {progress}")]
+            )
+        return progress
+    try:
+        return dict(json.loads(json.dumps(dict(progress))))
+    except (TypeError, ValueError) as exc:
+        raise PayloadValidationError(
+            "progress", [FieldError("progress", f"must be JSON-serialisable: {exc}")]
+        ) from exc
+
+
+def ms_to_datetime(value: int | float | None) -> dt.datetime | None:
+    """A BullMQ millisecond timestamp as an aware UTC datetime (None for 0/None)."""
+    if not value:
+        return None
+    return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A job as read back from its queue.
+
+    ``data`` is the validated payload model when the stored data validates against the
+    queue's model, else the raw dict. ``return_value`` is a :class:`JobResult` when the
+    processor returned one.
+    """
+
+    id: str
+    name: str
+    queue: str
+    data: Any
+    state: JobState
+    progress: Progress
+    attempts_made: int
+    return_value: Any
+    failed_reason: str | None
+    created_at: dt.datetime | None
+    processed_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    max_attempts: int = 1
+    delay: int = 0
+    priority: int = 0
+
+
+class JobReporter(Protocol):
+    """The backend side of a :class:`JobContext`: where progress and logs go."""
+
+    async def update_progress(self, progress: Progress) -> None: ...
+
+    async def log(self, text: str) -> None: ...
+
+
+class JobContext(Generic[P]):
+    """What a processor receives: the job's identity, its validated payload and two actions.
+
+    ``await update_progress(50)`` (or a mapping) makes progress visible to ``get_job`` and
+    event subscribers; ``await log("text")`` appends to the job's log.
+    """
+
+    __slots__ = ("_reporter", "attempts_made", "data", "id", "max_attempts", "name",
+                 "progress", "queue")
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        name: str,
+        queue: str,
+        data: P,
+        attempts_made: int,
+        max_attempts: int,
+        reporter: JobReporter,
+        progress: Progress = 0,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.queue = queue
+        self.data = data
+        self.attempts_made = attempts_made
+        self.max_attempts = max_attempts
+        self.progress: Progress = progress
+        self._reporter = reporter
+
+    async def update_progress(self, progress: int | Mapping[str, Any]) -> None:
+        """Record progress: an int 0..100 or a JSON-serialisable mapping."""
+        value = check_progress(progress)
+        await self._reporter.update_progress(value)
+        self.progress = value
+
+    async def log(self, text: str) -> None:
+        """Append a line to the job's log (BullMQ's ``job.log``)."""
+        await self._reporter.log(str(text))
+
+    def __repr__(self) -> str:
+        return (f"JobContext(queue={self.queue!r}, id={self.id!r}, name={self.name!r}, "
+                f"attempts_made={self.attempts_made})")

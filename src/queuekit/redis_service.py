@@ -1,0 +1,327 @@
+"""The Redis implementation of ``QueueService``, on the official Python port of BullMQ.
+
+Jobs are stored in BullMQ's own format under the configured prefix (``queue``), so Node
+BullMQ workers and dashboards read them. bullmq is untyped: its objects stay ``Any``
+inside this module and never reach the public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import bullmq
+from bullmq.custom_errors import UnrecoverableError as BullUnrecoverableError
+
+from queuekit.breaker import AsyncCircuitBreaker, make_breaker
+from queuekit.connection import QueueConnection
+from queuekit.errors import PayloadValidationError, UnrecoverableError
+from queuekit.jobs import COUNT_STATES, Progress
+from queuekit.queues import QueueRegistry
+from queuekit.service import (
+    PreparedJob,
+    Processor,
+    QueueService,
+    QueueWorker,
+    RawJob,
+    normalise_result,
+)
+from queuekit.settings import QueuekitSettings
+
+log = logging.getLogger("queuekit.redis")
+
+#: How often ``wait_for_job`` re-reads a job: starts small, grows to the cap.
+_POLL_START = 0.005
+_POLL_CAP = 0.1
+
+
+class _BullReporter:
+    """Progress and logs of a bullmq job."""
+
+    def __init__(self, job: Any) -> None:
+        self._job = job
+
+    async def update_progress(self, progress: Progress) -> None:
+        await self._job.updateProgress(progress)
+
+    async def log(self, text: str) -> None:
+        await self._job.log(text)
+
+
+def raw_from_bull(job: Any, state: str) -> RawJob:
+    """Our view of a bullmq ``Job``."""
+    return RawJob(
+        id=str(job.id),
+        name=str(job.name),
+        data=job.data,
+        opts=job.opts or {},
+        state=state,
+        progress=job.progress,
+        attempts_made=int(job.attemptsMade or 0),
+        return_value=job.returnvalue,
+        failed_reason=job.failedReason or None,
+        timestamp=int(job.timestamp or 0),
+        processed_on=int(job.processedOn or 0),
+        finished_on=int(job.finishedOn or 0),
+        delay=int((job.opts or {}).get("delay") or job.delay or 0),
+        priority=int(job.priority or 0),
+    )
+
+
+#: Redis checks blocking timeouts on its ``hz`` timer (10 per second by default), so a
+#: ``BZPOPMIN`` timeout can end up to 100 ms late. The worker asks Redis to wake it this
+#: much early and waits the rest on the local clock.
+_REDIS_TIMER_SLACK = 0.1
+
+
+class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
+    """bullmq's ``Worker`` with delays and backoffs honoured to within a few ms.
+
+    Only the idle wait changes: the blocking ``BZPOPMIN`` on the marker key ends
+    ``_REDIS_TIMER_SLACK`` before the next delayed job is due, and the remainder is
+    slept locally. Everything else (scripts, keys, locks) is bullmq's.
+    """
+
+    async def waitForJob(self) -> int:  # noqa: N802 - overrides bullmq
+        block_until = int(self.blockUntil or 0)
+        timeout = float(self.getBlockTimeout(block_until))
+        precise = bool(block_until) and timeout < self.maximumBlockTimeout
+        if precise:
+            timeout = max(timeout - _REDIS_TIMER_SLACK, self.minimumBlockTimeout)
+        try:
+            result = await self.backend.waitForJob(timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            if self.isConnectionError(err) and not (self.closing or self.closed):
+                await asyncio.sleep(0.1)  # do not spin while Redis is away
+            raise
+        if result:
+            _key, member, score = result
+            return int(float(score)) if member else 0
+        if precise:
+            remaining = block_until - time.time() * 1000
+            if remaining > 0:
+                await asyncio.sleep(remaining / 1000)
+        return 0
+
+
+class RedisWorker(QueueWorker):
+    """A bullmq ``Worker`` on its own connection pool, running our processor wrapper."""
+
+    def __init__(self, service: RedisQueueService, queue: str, processor: Processor,
+                 concurrency: int) -> None:
+        super().__init__(queue, processor, concurrency)
+        self._service = service
+        settings = service.settings
+        self._client = service.connection.worker_client()
+        self._bull: Any = _PreciseWorker(
+            queue,
+            self._process,
+            {
+                "connection": self._client,
+                "prefix": settings.redis.prefix,
+                "concurrency": concurrency,
+                "lockDuration": settings.worker.lock_duration,
+                "stalledInterval": settings.worker.stalled_interval,
+                "maxStalledCount": settings.worker.max_stalled_count,
+                "drainDelay": settings.worker.drain_delay,
+                "autorun": False,
+            },
+        )
+        self._bull.on("completed", self._on_completed)
+        self._bull.on("failed", self._on_failed)
+        self._bull.on("error", self._on_error)
+        self._bull.on("stalled", self._on_stalled)
+        self._closed = False
+        self._task: asyncio.Task[None] = asyncio.ensure_future(self._run())
+
+    @property
+    def running(self) -> bool:
+        return not self._closed and not self._task.done()
+
+    async def _run(self) -> None:
+        try:
+            await self._service.connection.server_info()
+            for conn in (self._bull.redisConnection, self._bull.blockingRedisConnection):
+                self._service.connection.apply_to(conn)
+            await self._bull.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker for %s stopped", self.queue, extra={"queue": self.queue})
+
+    async def _process(self, job: Any, token: str) -> Any:
+        raw = raw_from_bull(job, "active")
+        try:
+            context = self._service._context(self.queue, raw, _BullReporter(job))
+        except PayloadValidationError as exc:
+            log.error("job %s on %s rejected: %s", raw.id, self.queue, exc,
+                      extra={"queue": self.queue, "job_id": raw.id})
+            raise BullUnrecoverableError(str(exc)) from exc
+        log.debug("job %s on %s started (attempt %d)", raw.id, self.queue,
+                  raw.attempts_made + 1, extra={"queue": self.queue, "job_id": raw.id})
+        try:
+            result = await self.processor(context)
+        except UnrecoverableError as exc:
+            raise BullUnrecoverableError(str(exc)) from exc
+        return normalise_result(result)
+
+    def _on_completed(self, job: Any, result: Any) -> None:
+        log.info("job %s on %s completed", job.id, self.queue,
+                 extra={"queue": self.queue, "job_id": job.id})
+
+    def _on_failed(self, job: Any, err: BaseException) -> None:
+        attempts = int(job.opts.get("attempts", 1) or 1)
+        final = isinstance(err, BullUnrecoverableError) or job.attemptsMade >= attempts
+        log.log(logging.ERROR if final else logging.WARNING,
+                "job %s on %s failed (attempt %d of %d): %s", job.id, self.queue,
+                job.attemptsMade, attempts, err,
+                extra={"queue": self.queue, "job_id": job.id})
+
+    def _on_error(self, err: BaseException, job: Any = None) -> None:
+        log.error("worker for %s: %s", self.queue, err, extra={"queue": self.queue})
+
+    def _on_stalled(self, job_id: str, *args: Any) -> None:
+        log.warning("job %s on %s stalled and was moved back to wait", job_id, self.queue,
+                    extra={"queue": self.queue, "job_id": job_id})
+
+    async def close(self, timeout: float | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        close_task = asyncio.ensure_future(self._bull.close())
+        done, _ = await asyncio.wait({close_task}, timeout=timeout)
+        if not done:
+            active = len(self._bull.jobs)
+            log.warning("worker for %s: %d job(s) still active after %g s; forcing close "
+                        "(their locks expire and another worker re-runs them)",
+                        self.queue, active, timeout, extra={"queue": self.queue})
+            self._bull.forceClosing = True
+            self._bull.cancelProcessing()
+            await close_task
+        if not self._task.done():
+            try:
+                await asyncio.wait_for(self._task, timeout=5)
+            except TimeoutError:  # pragma: no cover - bullmq's loop did not end
+                self._task.cancel()
+        await self._service.connection.release_worker_client(self._client)
+        log.info("worker for %s closed", self.queue, extra={"queue": self.queue})
+
+
+class RedisQueueService(QueueService):
+    """``QueueService`` on BullMQ and Redis.
+
+    Build it with a :class:`QueueConnection` that the container owns, or let it own one;
+    call :meth:`start` (or use :meth:`connect`) to fail fast when Redis is unreachable.
+    """
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        settings: QueuekitSettings | None = None,
+        registry: QueueRegistry | None = None,
+        *,
+        connection: QueueConnection | None = None,
+        breaker: AsyncCircuitBreaker | None = None,
+    ) -> None:
+        super().__init__(settings, registry)
+        self._owns_connection = connection is None
+        self.connection = connection or QueueConnection(self.settings.redis)
+        self.breaker = breaker or AsyncCircuitBreaker(
+            make_breaker(self.settings.breaker), target=f"Redis at {self.connection.url}"
+        )
+        self._queues: dict[str, Any] = {}
+
+    @classmethod
+    async def connect(cls, settings: QueuekitSettings | None = None,
+                      registry: QueueRegistry | None = None) -> RedisQueueService:
+        """A started service that owns its connection; close it with ``close()``."""
+        service = cls(settings, registry)
+        try:
+            await service.start()
+        except BaseException:
+            await service.close()
+            raise
+        return service
+
+    async def start(self) -> None:
+        """Check the connection (within ``redis.startup_timeout``)."""
+        await self.connection.server_info()
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of every BullMQ key of this service."""
+        return self.settings.redis.prefix
+
+    def get_queue(self, name: str) -> Any:
+        """The bullmq ``Queue`` of ``name`` (one per name, created on first use)."""
+        self._ensure_open()
+        name = str(name)
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = bullmq.Queue(name, {"connection": self.connection.client,
+                                        "prefix": self.prefix})
+            self.connection.apply_to(queue.redisConnection)
+            self._queues[name] = queue
+            log.debug("queue %s initialised", name, extra={"queue": name})
+        return queue
+
+    async def _add(self, job: PreparedJob) -> str:
+        queue = self.get_queue(job.queue)
+        bull_job = await self.breaker.call(lambda: queue.add(job.name, job.wire, job.opts))
+        return str(bull_job.id)
+
+    async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
+        queue = self.get_queue(jobs[0].queue)
+        entries = [{"name": j.name, "data": j.wire, "opts": j.opts} for j in jobs]
+        bull_jobs = await self.breaker.call(lambda: queue.addBulk(entries))
+        return [str(j.id) for j in bull_jobs]
+
+    def _start_worker(self, queue: str, processor: Processor, concurrency: int) -> QueueWorker:
+        return RedisWorker(self, queue, processor, concurrency)
+
+    async def _get_raw_job(self, queue: str, job_id: str) -> RawJob | None:
+        bull_queue = self.get_queue(queue)
+
+        async def read() -> RawJob | None:
+            # State first: the hash read after it is at least as new, so a finished
+            # state always comes with its finishedOn, failedReason and return value.
+            state = await bull_queue.getJobState(job_id)
+            job = await bull_queue.getJob(job_id)
+            if job is None:
+                return None
+            return raw_from_bull(job, str(state))
+
+        return await self.breaker.call(read)
+
+    async def _get_counts(self, queue: str) -> dict[str, int]:
+        bull_queue = self.get_queue(queue)
+        counts: dict[str, Any] = await self.breaker.call(
+            lambda: bull_queue.getJobCounts(*COUNT_STATES)
+        )
+        return {state: int(counts.get(state, 0) or 0) for state in COUNT_STATES}
+
+    async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
+                               attempt: int) -> None:
+        # Polling keeps wait_for_job free of a blocking connection per caller; the
+        # interval doubles up to a cap so a long wait costs ten round trips a second.
+        await asyncio.sleep(min(_POLL_START * 2**attempt, _POLL_CAP, timeout))
+
+    async def _health_backend(self) -> tuple[str, str]:
+        return await self.connection.ping(), self.breaker.state
+
+    async def _close_backend(self) -> None:
+        for name, queue in list(self._queues.items()):
+            try:
+                await queue.close()
+            except Exception as exc:
+                log.warning("closing queue %s: %s", name, exc, extra={"queue": name})
+        self._queues.clear()
+        if self._owns_connection:
+            await self.connection.close()
+

@@ -1,0 +1,411 @@
+"""The ``QueueService`` contract, shared by the Redis and the in-memory implementations.
+
+Public methods validate and log; the backends implement small private hooks
+(``_add``, ``_add_bulk``, ``_start_worker``, ``_get_raw_job``, ``_get_counts`` ...).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from queuekit.errors import (
+    FieldError,
+    JobNotFoundError,
+    JobTimeoutError,
+    PayloadValidationError,
+    ServiceClosedError,
+    WorkerError,
+)
+from queuekit.jobs import (
+    JobContext,
+    JobInfo,
+    JobOptions,
+    JobReporter,
+    JobResult,
+    JobState,
+    Progress,
+    ms_to_datetime,
+    result_from_wire,
+    validate_model,
+)
+from queuekit.payloads import JobPayload
+from queuekit.queues import QueueRegistry
+from queuekit.security import SensitiveKeyPolicy
+from queuekit.settings import QueuekitSettings, load_settings
+
+log = logging.getLogger("queuekit")
+
+ProcessorResult = JobResult | Mapping[str, Any] | None
+Processor = Callable[[JobContext[Any]], Awaitable[ProcessorResult]]
+JobData = JobPayload | Mapping[str, Any]
+OptionsArg = JobOptions | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job of a bulk :meth:`QueueService.add_jobs` call."""
+
+    name: str
+    data: JobData
+    options: OptionsArg = None
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job that passed every check and is ready to be written."""
+
+    queue: str
+    name: str
+    payload: JobPayload
+    wire: dict[str, Any]
+    opts: dict[str, Any]
+
+
+@dataclass
+class RawJob:
+    """A job as a backend stores it (BullMQ's fields), before it becomes a ``JobInfo``."""
+
+    id: str
+    name: str
+    data: Any
+    opts: Mapping[str, Any]
+    state: str
+    progress: Progress = 0
+    attempts_made: int = 0
+    return_value: Any = None
+    failed_reason: str | None = None
+    timestamp: int = 0
+    processed_on: int = 0
+    finished_on: int = 0
+    delay: int = 0
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What ``QueueService.health()`` says; ``ok`` is False with ``reasons`` when not."""
+
+    ok: bool
+    backend: str
+    redis: str
+    breaker: str
+    workers: dict[str, bool] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+
+
+def normalise_result(result: object) -> Any:
+    """A processor's return value as the JSON-ready value stored on the job."""
+    if result is None:
+        return None
+    if isinstance(result, JobResult):
+        return result.to_wire()
+    if isinstance(result, Mapping):
+        return dict(result)
+    raise TypeError(
+        f"a processor must return JobResult, a mapping or None, not {type(result).__name__}"
+    )
+
+
+class QueueWorker(abc.ABC):
+    """A running worker of one queue (``QueueService.create_worker`` returns it)."""
+
+    def __init__(self, queue: str, processor: Processor, concurrency: int) -> None:
+        self.queue = queue
+        self.processor = processor
+        self.concurrency = concurrency
+
+    @property
+    @abc.abstractmethod
+    def running(self) -> bool:
+        """True until the worker has been closed (or has crashed)."""
+
+    @abc.abstractmethod
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop taking jobs, wait for active ones up to ``timeout`` seconds, then force."""
+
+
+class QueueService(abc.ABC):
+    """Named queues of background jobs: add jobs, run workers, read jobs back.
+
+    Inject this type; the container provides the Redis implementation, and tests can
+    override it with :class:`queuekit.testing.InMemoryQueueService`.
+    """
+
+    backend: ClassVar[str] = "abstract"
+
+    def __init__(
+        self,
+        settings: QueuekitSettings | None = None,
+        registry: QueueRegistry | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        self.registry = registry if registry is not None else QueueRegistry()
+        self._sensitive = SensitiveKeyPolicy(self.settings.security.sensitive_keys)
+        self._workers: dict[str, QueueWorker] = {}
+        self._closed = False
+        self._close_task: asyncio.Task[None] | None = None
+
+    # -- adding jobs -------------------------------------------------------------
+
+    def prepare_job(self, queue: str, name: str, data: JobData,
+                    options: OptionsArg = None) -> PreparedJob:
+        """Validate a job without writing it: payload, secrets, options and name."""
+        queue = str(queue)
+        model = self.registry.model_for(queue)
+        subject = f"payload for queue {queue!r}"
+        payload = validate_model(model, data, subject)
+        wire = payload.to_wire()
+        self._sensitive.check(wire, subject)
+        if not isinstance(name, str) or not name.strip():
+            raise PayloadValidationError(
+                "job", [FieldError("name", "must be a non-empty string")]
+            )
+        opts = validate_model(JobOptions, options if options is not None else {}, "job options")
+        return PreparedJob(queue, name, payload, wire, opts.to_bullmq(self.settings.jobs))
+
+    async def add_job(self, queue: str, name: str, data: JobData,
+                      options: OptionsArg = None) -> JobInfo:
+        """Validate ``data`` and ``options``, then put one job on ``queue``.
+
+        Nothing is written when validation fails. Returns the new job (its ``id`` is set).
+        """
+        self._ensure_open()
+        job = self.prepare_job(queue, name, data, options)
+        await self._admit([job])
+        job_id = await self._add(job)
+        log.debug("job %s added to %s", job_id, job.queue,
+                  extra={"queue": job.queue, "job_id": job_id})
+        return self._added_info(job, job_id)
+
+    async def add_jobs(
+        self, queue: str, jobs: Sequence[NewJob | tuple[str, JobData] | tuple[str, JobData,
+                                                                               OptionsArg]],
+    ) -> list[JobInfo]:
+        """Add several jobs to ``queue`` in one round trip; all are validated first."""
+        self._ensure_open()
+        prepared: list[PreparedJob] = []
+        for index, item in enumerate(jobs):
+            spec = item if isinstance(item, NewJob) else NewJob(*item)
+            try:
+                prepared.append(self.prepare_job(queue, spec.name, spec.data, spec.options))
+            except PayloadValidationError as exc:
+                errors = [FieldError(f"jobs[{index}].{e.field}", e.message) for e in exc.errors]
+                raise type(exc)(exc.subject, errors) from exc
+        if not prepared:
+            return []
+        await self._admit(prepared)
+        ids = await self._add_bulk(prepared)
+        log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
+        return [self._added_info(job, job_id) for job, job_id in zip(prepared, ids, strict=True)]
+
+    def _added_info(self, job: PreparedJob, job_id: str) -> JobInfo:
+        delay = int(job.opts.get("delay", 0))
+        priority = int(job.opts.get("priority", 0))
+        state = (JobState.DELAYED if delay else
+                 JobState.PRIORITIZED if priority else JobState.WAITING)
+        return JobInfo(
+            id=job_id, name=job.name, queue=job.queue, data=job.payload, state=state,
+            progress=0, attempts_made=0, return_value=None, failed_reason=None,
+            created_at=ms_to_datetime(self._now_ms()), processed_at=None, finished_at=None,
+            max_attempts=int(job.opts.get("attempts", 1)), delay=delay, priority=priority,
+        )
+
+    async def _admit(self, jobs: Sequence[PreparedJob]) -> None:  # noqa: B027 - optional hook
+        """Hook: refuse jobs before they are written (rate limits)."""
+
+    # -- workers -----------------------------------------------------------------
+
+    def create_worker(self, queue: str, processor: Processor, *,
+                      concurrency: int | None = None) -> QueueWorker:
+        """Start a worker on ``queue`` that runs ``processor`` for each job.
+
+        Must be called inside the running event loop. One worker per queue: calling it
+        again with the same processor returns the running worker.
+        """
+        self._ensure_open()
+        queue = str(queue)
+        self.registry.model_for(queue)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise WorkerError(
+                f"create_worker({queue!r}) must be called inside the running event loop"
+            ) from None
+        existing = self._workers.get(queue)
+        if existing is not None and existing.running:
+            if existing.processor is processor:
+                return existing
+            raise WorkerError(
+                f"queue {queue!r} already has a worker with another processor; close it first"
+            )
+        if concurrency is None:
+            concurrency = self.settings.worker.concurrency_for(queue)
+        if concurrency < 1:
+            raise WorkerError(f"concurrency must be >= 1, got {concurrency}")
+        worker = self._start_worker(queue, processor, concurrency)
+        self._workers[queue] = worker
+        log.info("worker for %s started (concurrency %d)", queue, concurrency,
+                 extra={"queue": queue})
+        return worker
+
+    @property
+    def workers(self) -> Mapping[str, QueueWorker]:
+        """The workers this service started, by queue."""
+        return dict(self._workers)
+
+    def _context(self, queue: str, raw: RawJob, reporter: JobReporter) -> JobContext[Any]:
+        """The processor's view of a job; :class:`PayloadValidationError` if it is malformed."""
+        model = self.registry.model_for(queue)
+        payload = validate_model(model, raw.data, f"payload of job {raw.id} on queue {queue!r}")
+        return JobContext(
+            id=raw.id, name=raw.name, queue=queue, data=payload,
+            attempts_made=raw.attempts_made, max_attempts=int(raw.opts.get("attempts", 1) or 1),
+            reporter=reporter, progress=raw.progress,
+        )
+
+    # -- reading back --------------------------------------------------------------
+
+    async def get_job(self, queue: str, job_id: str) -> JobInfo | None:
+        """The job ``job_id`` of ``queue``, or None when there is none."""
+        self._ensure_open()
+        raw = await self._get_raw_job(str(queue), str(job_id))
+        return None if raw is None else self._to_info(str(queue), raw)
+
+    async def wait_for_job(self, queue: str, job_id: str, timeout: float = 30.0) -> JobInfo:
+        """Wait until the job is completed or failed for good, and return it.
+
+        Raises :class:`JobTimeoutError` after ``timeout`` seconds and
+        :class:`JobNotFoundError` when there is no such job.
+        """
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            info = await self.get_job(queue, job_id)
+            if info is None:
+                raise JobNotFoundError(f"no job {job_id!r} on queue {str(queue)!r}")
+            if info.state.finished:
+                return info
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise JobTimeoutError(
+                    f"job {job_id!r} on queue {str(queue)!r} is still {info.state} after "
+                    f"{timeout:g} s"
+                )
+            await self._wait_for_change(str(queue), str(job_id), remaining, attempt)
+            attempt += 1
+
+    async def get_job_counts(self, queue: str) -> dict[str, int]:
+        """Jobs per state: waiting, active, delayed, prioritized, completed, failed, paused,
+        waiting-children."""
+        self._ensure_open()
+        return await self._get_counts(str(queue))
+
+    def _to_info(self, queue: str, raw: RawJob) -> JobInfo:
+        data: Any = raw.data
+        if queue in self.registry:
+            try:
+                data = validate_model(self.registry.model_for(queue), raw.data, "payload")
+            except PayloadValidationError:
+                data = raw.data
+        try:
+            state = JobState(raw.state)
+        except ValueError:
+            state = JobState.UNKNOWN
+        return JobInfo(
+            id=raw.id, name=raw.name, queue=queue, data=data, state=state,
+            progress=raw.progress, attempts_made=raw.attempts_made,
+            return_value=result_from_wire(raw.return_value), failed_reason=raw.failed_reason,
+            created_at=ms_to_datetime(raw.timestamp),
+            processed_at=ms_to_datetime(raw.processed_on),
+            finished_at=ms_to_datetime(raw.finished_on),
+            max_attempts=int(raw.opts.get("attempts", 1) or 1),
+            delay=raw.delay, priority=raw.priority,
+        )
+
+    # -- health and lifecycle ----------------------------------------------------------
+
+    async def health(self) -> HealthReport:
+        """Is the store reachable, the breaker closed and every worker running?"""
+        redis_status, breaker = await self._health_backend()
+        workers = {name: w.running for name, w in self._workers.items()}
+        reasons = []
+        if redis_status != "ok":
+            reasons.append(f"redis: {redis_status}")
+        if breaker != "closed":
+            reasons.append(f"circuit breaker is {breaker}")
+        reasons.extend(f"worker for {name} is not running"
+                       for name, running in workers.items() if not running)
+        if self._closed:
+            reasons.append("service is closed")
+        return HealthReport(ok=not reasons, backend=self.backend, redis=redis_status,
+                            breaker=breaker, workers=workers, reasons=tuple(reasons))
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has been called."""
+        return self._closed
+
+    async def close(self) -> None:
+        """Close gracefully: workers first (each waits for its active jobs up to
+        ``worker.shutdown_timeout``), then queues, then connections. Idempotent."""
+        if self._close_task is None:
+            self._closed = True
+            self._close_task = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._close_task)
+
+    async def _close(self) -> None:
+        timeout = self.settings.worker.shutdown_timeout
+        workers = list(self._workers.values())
+        await asyncio.gather(*(w.close(timeout) for w in workers))
+        log.info("%d worker(s) closed", len(workers))
+        await self._close_backend()
+        log.info("queue service closed (%s)", self.backend)
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise ServiceClosedError("the queue service is closed; create a new one")
+
+    # -- backend hooks -----------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    @abc.abstractmethod
+    async def _add(self, job: PreparedJob) -> str:
+        """Write one validated job; return its id."""
+
+    @abc.abstractmethod
+    async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
+        """Write validated jobs of one queue at once; return their ids in order."""
+
+    @abc.abstractmethod
+    def _start_worker(self, queue: str, processor: Processor,
+                      concurrency: int) -> QueueWorker:
+        """Create and start a worker."""
+
+    @abc.abstractmethod
+    async def _get_raw_job(self, queue: str, job_id: str) -> RawJob | None:
+        """Read one job."""
+
+    @abc.abstractmethod
+    async def _get_counts(self, queue: str) -> dict[str, int]:
+        """Count jobs per state."""
+
+    @abc.abstractmethod
+    async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
+                               attempt: int) -> None:
+        """Return when the job may have changed state, or after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    async def _health_backend(self) -> tuple[str, str]:
+        """(store status, breaker state)."""
+
+    @abc.abstractmethod
+    async def _close_backend(self) -> None:
+        """Release queues and connections (workers are closed already)."""

@@ -1,0 +1,264 @@
+"""Typed configuration: defaults < ``config.yaml`` < ``.env`` < ``QUEUEKIT_*`` environment.
+
+Nested fields are set from the environment with ``__``:
+``QUEUEKIT_REDIS__URL=redis://127.0.0.1:6390/0``, ``QUEUEKIT_WORKER__CONCURRENCY=10``.
+The YAML file is ``$QUEUEKIT_CONFIG`` when set, else ``config.yaml`` in the working
+directory, else the project's own ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from queuekit.errors import ConfigurationError
+
+CONFIG_ENV_VAR = "QUEUEKIT_CONFIG"
+_PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "config.yaml"
+
+DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
+    "token",
+    "password",
+    "secret",
+    "api_key",
+    "authorization",
+    "access_token",
+    "refresh_token",
+    "private_key",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(_Section):
+    """The dedicated queue Redis server (never the cache's)."""
+
+    url: str | None = Field(
+        default=None,
+        description="redis:// or rediss:// URL; when set it wins over host/port/db/password.",
+    )
+    host: str = Field(default="127.0.0.1", description="Server host when no url is given.")
+    port: int = Field(default=6379, ge=1, le=65535, description="Server port.")
+    db: int = Field(default=0, ge=0, description="Database number.")
+    username: str | None = Field(default=None, description="ACL user name.")
+    password: SecretStr | None = Field(default=None, description="Password; never logged.")
+    tls: bool = Field(default=False, description="Connect with TLS (rediss://).")
+    prefix: str = Field(
+        default="queue", min_length=1, description="Key prefix of every BullMQ key."
+    )
+    pool_size: int = Field(default=20, ge=1, description="Connections in the command pool.")
+    connect_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds to open one connection."
+    )
+    socket_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a non-blocking command may take; worker connections have none.",
+    )
+    startup_timeout: float = Field(
+        default=2.5, gt=0, description="Seconds the start-up check may take before failing."
+    )
+
+    @model_validator(mode="after")
+    def _check_url(self) -> RedisSettings:
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            if parts.scheme not in ("redis", "rediss", "unix"):
+                raise ValueError(
+                    f"url must start with redis://, rediss:// or unix://, got {self.safe_url!r}"
+                )
+        return self
+
+    @property
+    def effective_url(self) -> str:
+        """The URL to connect to, with the password in it (never log this)."""
+        if self.url is not None:
+            return self.url
+        scheme = "rediss" if self.tls else "redis"
+        auth = ""
+        if self.password is not None:
+            user = quote(self.username or "", safe="")
+            auth = f"{user}:{quote(self.password.get_secret_value(), safe='')}@"
+        elif self.username:
+            auth = f"{quote(self.username, safe='')}@"
+        return f"{scheme}://{auth}{self.host}:{self.port}/{self.db}"
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password replaced by ``***``: safe for logs and errors."""
+        return mask_url(self.url if self.url is not None else self.effective_url)
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+
+
+class KeepJobs(_Section):
+    """Retention of finished jobs, as BullMQ's ``KeepJobs``: the last ``count``, for ``age`` s."""
+
+    count: int | None = Field(default=None, ge=0, description="Keep at most this many.")
+    age: int | None = Field(default=None, ge=0, description="Keep for at most this many s.")
+
+    def to_bullmq(self) -> dict[str, int]:
+        """The BullMQ wire form (only the fields that are set)."""
+        return {k: v for k, v in (("count", self.count), ("age", self.age)) if v is not None}
+
+
+class BackoffSettings(_Section):
+    """Retry delay: ``exponential`` waits delay, 2*delay, 4*delay ...; ``fixed`` waits delay."""
+
+    type: Literal["exponential", "fixed"] = "exponential"
+    delay: int = Field(default=1000, ge=0, description="Base delay in milliseconds.")
+
+
+class JobDefaults(_Section):
+    """Default options of every job (the NestJS original's ``DEFAULT_JOB_OPTIONS``)."""
+
+    attempts: int = Field(default=3, ge=1, description="Attempts before a job fails.")
+    backoff: BackoffSettings = BackoffSettings()
+    remove_on_complete: KeepJobs = KeepJobs(count=100, age=24 * 3600)
+    remove_on_fail: KeepJobs = KeepJobs(count=500)
+
+
+class WorkerSettings(_Section):
+    """How workers run."""
+
+    concurrency: int = Field(default=5, ge=1, description="Jobs processed at once per queue.")
+    queue_concurrency: dict[str, int] = Field(
+        default_factory=dict, description="Per-queue concurrency, overriding `concurrency`."
+    )
+    lock_duration: int = Field(
+        default=30_000, ge=1000, description="Milliseconds a job's lock lasts before renewal."
+    )
+    stalled_interval: int = Field(
+        default=30_000, ge=500, description="Milliseconds between stalled-job checks."
+    )
+    max_stalled_count: int = Field(
+        default=1, ge=0, description="Times a job may stall before it fails."
+    )
+    shutdown_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds close() waits for active jobs, then forces."
+    )
+    drain_delay: float = Field(
+        default=5.0, gt=0, description="Seconds an idle worker blocks waiting for a job."
+    )
+    enabled: bool = Field(default=True, description="Run workers in this process at all.")
+    queues: list[str] | None = Field(
+        default=None, description="Queues that run workers here; None means all."
+    )
+
+    def concurrency_for(self, queue: str) -> int:
+        """The concurrency configured for ``queue``."""
+        return self.queue_concurrency.get(queue, self.concurrency)
+
+
+class BreakerSettings(_Section):
+    """The circuit breaker in front of Redis."""
+
+    fail_max: int = Field(default=5, ge=1, description="Failures in a row that open it.")
+    reset_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds it stays open before one trial call."
+    )
+
+
+class RateLimit(_Section):
+    """At most ``max`` additions per user in ``duration`` milliseconds."""
+
+    max: int = Field(ge=1)
+    duration: int = Field(default=1000, ge=1, description="Window in milliseconds.")
+
+
+class SecuritySettings(_Section):
+    """What payloads may not carry, and how fast one user may add jobs."""
+
+    sensitive_keys: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SENSITIVE_KEYS),
+        description="Payload keys refused at any depth, in any case or separator style.",
+    )
+    rate_limits: dict[str, RateLimit] = Field(
+        default_factory=dict, description="Per-queue limit of additions per user."
+    )
+
+
+class QueuekitSettings(BaseSettings):
+    """All of queuekit's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QUEUEKIT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    backend: Literal["redis", "memory"] = Field(
+        default="redis", description="redis (BullMQ) or memory (one process, for tests/demo)."
+    )
+    redis: RedisSettings = RedisSettings()
+    jobs: JobDefaults = JobDefaults()
+    worker: WorkerSettings = WorkerSettings()
+    breaker: BreakerSettings = BreakerSettings()
+    security: SecuritySettings = SecuritySettings()
+    plugins: list[str] = Field(default_factory=list, description="Plugin modules to load.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        path = config_path()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def config_path() -> Path | None:
+    """The YAML file settings are read from, or None when there is none."""
+    named = os.environ.get(CONFIG_ENV_VAR)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigurationError(f"{CONFIG_ENV_VAR}={named!r}: no such file")
+        return path
+    for candidate in (Path.cwd() / "config.yaml", _PROJECT_CONFIG):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(**overrides: Any) -> QueuekitSettings:
+    """Read the settings; a bad value raises :class:`ConfigurationError` naming its path."""
+    try:
+        return QueuekitSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid queuekit settings: {problems}") from exc
