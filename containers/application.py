@@ -25,6 +25,14 @@ class ApplicationContainer(containers.DeclarativeContainer):
                                               queue_service=shared.queue_service)
     report_service = providers.Factory(ReportService, queue_service=shared.queue_service)
 
+    def __new__(cls, *args: object, **kwargs: object) -> ApplicationContainer:
+        container = super().__new__(cls, *args, **kwargs)
+        # Services that depend on the (async) queue service are awaited, overridden or not.
+        for service in (container.banking_service, container.notification_service,
+                        container.report_service, container.shared.queue_service):
+            service.enable_async_mode()
+        return container  # type: ignore[no-any-return]
+
     bank_sync_worker = providers.Resource(
         run_worker, queue_service=shared.queue_service, queue=QueueName.BANK_SYNC,
         processor=providers.Object(process_bank_sync),

@@ -29,3 +29,9 @@ class SharedContainer(containers.DeclarativeContainer):
         connection=redis_connection,
         breaker=breaker,
     )
+
+    def __new__(cls, *args: object, **kwargs: object) -> SharedContainer:
+        container = super().__new__(cls, *args, **kwargs)
+        # Always awaitable, also when a test overrides it with a plain InMemoryQueueService.
+        container.queue_service.enable_async_mode()
+        return container  # type: ignore[no-any-return]

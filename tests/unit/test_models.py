@@ -1,0 +1,156 @@
+"""Payload models, options, results and the registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from queuekit import (
+    AnalyticsJobData,
+    BankSyncJobData,
+    ConfigurationError,
+    JobOptions,
+    JobPayload,
+    JobResult,
+    NotificationJobData,
+    PayloadValidationError,
+    QueueName,
+    QueueRegistry,
+    ReportJobData,
+    UnknownQueueError,
+)
+from queuekit.jobs import JobState, check_progress, ms_to_datetime, result_from_wire, validate_model
+from queuekit.settings import JobDefaults, KeepJobs
+
+
+def test_wire_format_is_the_typescript_interfaces() -> None:
+    assert BankSyncJobData(user_id="u", account_id="a", sync_type="full").to_wire() == {
+        "userId": "u", "accountId": "a", "syncType": "full"}
+    assert NotificationJobData(user_id="u", type="push", template_id="t",
+                               data={"amount": 3}).to_wire() == {
+        "userId": "u", "type": "push", "templateId": "t", "data": {"amount": 3}}
+    report = ReportJobData(user_id="u", report_type="monthly", start_date=dt.date(2026, 1, 1),
+                           end_date=dt.date(2026, 1, 31))
+    assert report.to_wire() == {"userId": "u", "reportType": "monthly",
+                                "startDate": "2026-01-01", "endDate": "2026-01-31"}
+    assert AnalyticsJobData(user_id="u", event="login").to_wire() == {
+        "userId": "u", "event": "login", "properties": {}}
+
+
+def test_both_spellings_are_accepted_and_round_trip() -> None:
+    camel = validate_model(BankSyncJobData, {"userId": "u", "accountId": "a",
+                                             "syncType": "incremental"}, "payload")
+    snake = validate_model(BankSyncJobData, {"user_id": "u", "account_id": "a",
+                                             "sync_type": "incremental"}, "payload")
+    assert camel == snake
+    assert validate_model(BankSyncJobData, camel.to_wire(), "payload") == camel
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "fields"),
+    [
+        (BankSyncJobData, {"userId": "u", "accountId": "a"}, {"syncType"}),
+        (BankSyncJobData, {"userId": 5, "accountId": "a", "syncType": "full"}, {"userId"}),
+        (BankSyncJobData, {"userId": "", "accountId": "a", "syncType": "full"}, {"userId"}),
+        (NotificationJobData, {"userId": "u", "type": "sms", "templateId": "t"}, {"type"}),
+        (ReportJobData, {"userId": "u", "reportType": "monthly", "startDate": "2026-02-01",
+                         "endDate": "2026-01-01"}, {"(root)"}),
+        (ReportJobData, {"userId": "u", "reportType": "monthly", "startDate": "soon",
+                         "endDate": "2026-01-01"}, {"startDate"}),
+        (AnalyticsJobData, {"userId": "u", "event": "x", "junk": 1}, {"junk"}),
+    ],
+)
+def test_invalid_payloads_name_each_field(model: type[JobPayload], data: dict[str, Any],
+                                          fields: set[str]) -> None:
+    with pytest.raises(PayloadValidationError) as caught:
+        validate_model(model, data, "payload")
+    assert set(caught.value.fields) == fields
+    assert str(caught.value).startswith("invalid payload: ")
+
+
+def test_report_dates_must_be_in_order_message() -> None:
+    with pytest.raises(PayloadValidationError, match="after endDate"):
+        validate_model(ReportJobData, {"userId": "u", "reportType": "custom",
+                                       "startDate": "2026-02-01", "endDate": "2026-01-01"}, "p")
+
+
+def test_a_model_of_the_wrong_type_or_a_non_mapping_is_refused() -> None:
+    other = AnalyticsJobData(user_id="u", event="e")
+    with pytest.raises(PayloadValidationError, match="expected BankSyncJobData"):
+        validate_model(BankSyncJobData, other, "payload")
+    with pytest.raises(PayloadValidationError, match="got list"):
+        validate_model(BankSyncJobData, ["u"], "payload")
+
+
+def test_options_merge_over_the_defaults() -> None:
+    defaults = JobDefaults()
+    assert JobOptions().to_bullmq(defaults) == {
+        "attempts": 3, "backoff": {"type": "exponential", "delay": 1000},
+        "removeOnComplete": {"count": 100, "age": 86400}, "removeOnFail": {"count": 500}}
+    opts = JobOptions(attempts=1, backoff=250, delay=5, priority=2, job_id="abc", lifo=True,
+                      remove_on_complete=True, remove_on_fail=KeepJobs(age=60))
+    assert opts.to_bullmq(defaults) == {
+        "attempts": 1, "backoff": {"type": "fixed", "delay": 250}, "delay": 5, "priority": 2,
+        "jobId": "abc", "lifo": True, "removeOnComplete": True, "removeOnFail": {"age": 60}}
+    assert JobOptions.model_validate({"jobId": "x", "removeOnFail": 10}).remove_on_fail == 10
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"attempts": 0}, "attempts"),
+        ({"delay": -5}, "delay"),
+        ({"priority": 3_000_000}, "priority"),
+        ({"job_id": "123"}, "job_id"),
+        ({"jobId": "a:b"}, "jobId"),
+        ({"backoff": -1}, "backoff"),
+        ({"retries": 3}, "retries"),
+    ],
+)
+def test_bad_options_name_the_field(options: dict[str, Any], field: str) -> None:
+    with pytest.raises(PayloadValidationError) as caught:
+        validate_model(JobOptions, options, "job options")
+    assert caught.value.fields == (field,)
+
+
+def test_results_and_progress() -> None:
+    assert result_from_wire({"success": True, "message": "m"}) == JobResult(success=True,
+                                                                            message="m")
+    assert result_from_wire({"rows": 1}) == {"rows": 1}
+    assert result_from_wire("text") == "text"
+    assert JobResult(success=False, data=[1]).to_wire() == {"success": False, "data": [1]}
+    assert check_progress(0) == 0
+    assert check_progress({"step": "x"}) == {"step": "x"}
+    for bad in (True, -1, 101, 1.5, {"x": object()}):
+        with pytest.raises(PayloadValidationError, match="progress"):
+            check_progress(bad)
+    assert ms_to_datetime(0) is None
+    assert ms_to_datetime(1000) == dt.datetime(1970, 1, 1, 0, 0, 1, tzinfo=dt.UTC)
+    assert JobState.COMPLETED.finished and not JobState.ACTIVE.finished
+
+
+def test_registry_registers_plugins_and_refuses_conflicts() -> None:
+    class InvoiceJobData(JobPayload):
+        invoice_id: str
+
+    registry = QueueRegistry()
+    assert QueueName.BANK_SYNC in registry
+    assert len(registry) == 4
+    registry.register("invoices", InvoiceJobData)
+    registry.register("invoices", InvoiceJobData)
+    assert registry.model_for("invoices") is InvoiceJobData
+    assert list(registry) == sorted(["analytics", "bank-sync", "invoices", "notifications",
+                                     "reports"])
+    with pytest.raises(ConfigurationError, match="already takes"):
+        registry.register("invoices", BankSyncJobData)
+    with pytest.raises(ConfigurationError, match="subclass"):
+        registry.register("things", dict)  # type: ignore[arg-type]
+    for bad in ("", "a:b", " padded"):
+        with pytest.raises(ConfigurationError, match="invalid"):
+            registry.register(bad, InvoiceJobData)
+    with pytest.raises(UnknownQueueError) as caught:
+        registry.model_for("missing")
+    assert "register one" in str(caught.value)
+    assert len(QueueRegistry({})) == 0
