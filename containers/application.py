@@ -31,7 +31,7 @@ class ApplicationContainer(containers.DeclarativeContainer):
         for service in (container.banking_service, container.notification_service,
                         container.report_service, container.shared.queue_service):
             service.enable_async_mode()
-        return container  # type: ignore[no-any-return]
+        return container
 
     bank_sync_worker = providers.Resource(
         run_worker, queue_service=shared.queue_service, queue=QueueName.BANK_SYNC,

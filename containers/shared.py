@@ -34,4 +34,4 @@ class SharedContainer(containers.DeclarativeContainer):
         container = super().__new__(cls, *args, **kwargs)
         # Always awaitable, also when a test overrides it with a plain InMemoryQueueService.
         container.queue_service.enable_async_mode()
-        return container  # type: ignore[no-any-return]
+        return container

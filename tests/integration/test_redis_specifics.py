@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import bullmq
 import pytest
 
-from containers import ApplicationContainer, SharedContainer
+from containers import ApplicationContainer, SharedContainer, resolve, start, stop
 from queuekit import (
     BankSyncJobData,
     JobContext,
@@ -172,13 +172,13 @@ async def test_wrong_password_fails_start_up_fast_without_leaking_it(
     container.config.override(QueuekitSettings(redis={"url": url}))
     started = time.monotonic()
     with pytest.raises(QueueUnavailableError) as caught:
-        await container.init_resources()
+        await start(container)
     assert time.monotonic() - started < 3
     message = str(caught.value)
     assert f"redis://:***@127.0.0.1:{password_server.port}/0" in message
     assert "wrong-pw" not in message
     assert "credentials" in message
-    await container.shutdown_resources()
+    await stop(container)
 
 
 async def test_unreachable_port_fails_start_up_fast() -> None:
@@ -187,10 +187,10 @@ async def test_unreachable_port_fails_start_up_fast() -> None:
     container.config.override(QueuekitSettings(redis={"url": f"redis://:pw@127.0.0.1:{port}/0"}))
     started = time.monotonic()
     with pytest.raises(QueueUnavailableError, match=f"127.0.0.1:{port}") as caught:
-        await container.init_resources()
+        await start(container)
     assert time.monotonic() - started < 3
     assert ":pw@" not in str(caught.value)
-    await container.shutdown_resources()
+    await stop(container)
 
 
 @pytest.fixture
@@ -229,9 +229,9 @@ async def test_server_that_never_answers_fails_start_up_within_3_s(silent_server
         QueuekitSettings(redis={"url": f"redis://127.0.0.1:{silent_server}/0"}))
     started = time.monotonic()
     with pytest.raises(QueueUnavailableError, match="did not answer"):
-        await container.init_resources()
+        await start(container)
     assert time.monotonic() - started < 3
-    await container.shutdown_resources()
+    await stop(container)
 
 
 def our_clients(server: RedisServer) -> list[dict[str, str]]:
@@ -262,13 +262,13 @@ async def test_shutdown_closes_workers_before_the_pool_and_leaves_no_connection(
         return JobResult(success=True, message="finished during shutdown")
 
     app.bank_sync_worker.add_kwargs(processor=slow_sync)
-    await app.init_resources()
-    qs: QueueService = await app.shared.queue_service()
+    await start(app)
+    qs: QueueService = await resolve(app.shared.queue_service)
     job = await qs.add_job(BANK, "sync", SYNC)
     await started.wait()
     assert our_clients(private_server)
 
-    shutdown = asyncio.ensure_future(app.shutdown_resources())
+    shutdown = asyncio.ensure_future(stop(app))
     await asyncio.sleep(0.1)  # shutdown is under way and must be waiting for the job
     assert not shutdown.done()
     release.set()

@@ -30,5 +30,5 @@ def test_design_contract_names_exist() -> None:
                  "JobResult", "BankSyncJobData", "NotificationJobData", "ReportJobData",
                  "AnalyticsJobData", "QueuekitError", "UnrecoverableError"):
         assert hasattr(queuekit, name)
-    assert queuekit.testing.InMemoryQueueService
+    assert inspect.isclass(queuekit.testing.InMemoryQueueService)
     assert queuekit.testing.__all__ == sorted(queuekit.testing.__all__)

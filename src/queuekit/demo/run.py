@@ -62,17 +62,18 @@ def format_table(rows: list[DemoRow]) -> str:
 
 async def run_demo(settings: QueuekitSettings, *, timeout: float = 25.0) -> list[DemoRow]:
     """Start the application container, enqueue jobs of each kind, wait, shut down."""
-    from containers import ApplicationContainer  # the composition root, imported late
+    # The composition root, imported late: the library itself never imports DI.
+    from containers import ApplicationContainer, resolve, start, stop
 
     app = ApplicationContainer()
     app.shared.config.override(settings)
     started = time.monotonic()
-    await app.init_resources()  # type: ignore[misc]
+    await start(app)
     try:
-        qs: QueueService = await app.shared.queue_service()
-        banking = await app.banking_service()  # type: ignore[misc]
-        notifications = await app.notification_service()  # type: ignore[misc]
-        reports = await app.report_service()  # type: ignore[misc]
+        qs: QueueService = await resolve(app.shared.queue_service)
+        banking = await resolve(app.banking_service)
+        notifications = await resolve(app.notification_service)
+        reports = await resolve(app.report_service)
         today = dt.date.today()
         jobs = [
             await banking.sync_bank_account("user-1", "acc-checking"),
@@ -91,7 +92,7 @@ async def run_demo(settings: QueuekitSettings, *, timeout: float = 25.0) -> list
             *(_watch(qs, job, started + timeout) for job in jobs)
         )
     finally:
-        await app.shutdown_resources()  # type: ignore[misc]
+        await stop(app)
     return [_row(info) for info in infos]
 
 
