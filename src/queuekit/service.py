@@ -22,6 +22,7 @@ from queuekit.errors import (
     ServiceClosedError,
     WorkerError,
 )
+from queuekit.events import EventStream
 from queuekit.jobs import (
     JobContext,
     JobInfo,
@@ -36,6 +37,7 @@ from queuekit.jobs import (
 )
 from queuekit.payloads import JobPayload
 from queuekit.queues import QueueRegistry
+from queuekit.ratelimit import RateLimiter
 from queuekit.security import SensitiveKeyPolicy
 from queuekit.settings import QueuekitSettings, load_settings
 
@@ -150,6 +152,7 @@ class QueueService(abc.ABC):
         self._workers: dict[str, QueueWorker] = {}
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
+        self._rate_limiter: RateLimiter | None = None
 
     # -- adding jobs -------------------------------------------------------------
 
@@ -216,8 +219,21 @@ class QueueService(abc.ABC):
             max_attempts=int(job.opts.get("attempts", 1)), delay=delay, priority=priority,
         )
 
-    async def _admit(self, jobs: Sequence[PreparedJob]) -> None:  # noqa: B027 - optional hook
-        """Hook: refuse jobs before they are written (rate limits)."""
+    async def _admit(self, jobs: Sequence[PreparedJob]) -> None:
+        """Refuse jobs beyond their queue's per-user rate limit, before anything is written."""
+        if not self.settings.security.rate_limits:
+            return
+        if self._rate_limiter is None:
+            self._rate_limiter = self._make_rate_limiter()
+        await self._rate_limiter.admit(jobs[0].queue, [job.payload for job in jobs])
+
+    # -- events ------------------------------------------------------------------
+
+    def events(self, queue: str) -> EventStream:
+        """Subscribe to ``queue``'s job events (progress, completed, failed, retrying,
+        stalled ...): ``async with qs.events(queue) as events: async for e in events``."""
+        self._ensure_open()
+        return self._event_stream(str(queue))
 
     # -- workers -----------------------------------------------------------------
 
@@ -405,6 +421,14 @@ class QueueService(abc.ABC):
     @abc.abstractmethod
     async def _health_backend(self) -> tuple[str, str]:
         """(store status, breaker state)."""
+
+    @abc.abstractmethod
+    def _make_rate_limiter(self) -> RateLimiter:
+        """The backend's per-user rate limiter for ``security.rate_limits``."""
+
+    @abc.abstractmethod
+    def _event_stream(self, queue: str) -> EventStream:
+        """A new, unopened event stream of ``queue``."""
 
     @abc.abstractmethod
     async def _close_backend(self) -> None:

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from queuekit.errors import PayloadValidationError, UnrecoverableError
-from queuekit.jobs import COUNT_STATES, Progress
+from queuekit.events import EventStream, EventType, QueueEvent
+from queuekit.jobs import COUNT_STATES, Progress, result_from_wire
 from queuekit.queues import QueueRegistry
+from queuekit.ratelimit import MemoryRateLimiter, RateLimiter
 from queuekit.service import (
     PreparedJob,
     Processor,
@@ -88,6 +90,18 @@ class _Queue:
         self.ids = itertools.count(1)
         self.seq = itertools.count()
         self._changed = asyncio.Event()
+        self.subscribers: set[MemoryEventStream] = set()
+
+    def emit(self, type: EventType, job: _Job, data: Any = None, attempt: int | None = None,
+             will_retry: bool = False) -> None:
+        """Deliver an event to every subscriber of this queue."""
+        if self.subscribers:
+            value = _copy_json(data)
+            if type is EventType.COMPLETED:
+                value = result_from_wire(value)
+            event = QueueEvent(type, self.name, job.id, value, attempt, will_retry)
+            for stream in self.subscribers:
+                stream._put(event)
 
     def notify(self) -> None:
         """Wake everyone waiting for a change on this queue."""
@@ -126,6 +140,7 @@ class _Queue:
             job = self.jobs.get(job_id)
             if job is not None and job.state == "delayed":
                 self.enqueue(job, now, 0)
+                self.emit(EventType.WAITING, job)
         while self.waiting or self.prioritized:
             if self.waiting:
                 job_id = self.waiting.popleft()
@@ -176,12 +191,27 @@ class _Reporter:
 
     async def update_progress(self, progress: Progress) -> None:
         self._job.progress = _copy_json(progress)
+        self._queue.emit(EventType.PROGRESS, self._job, progress)
         self._queue.notify()
         await asyncio.sleep(0)
 
     async def log(self, text: str) -> None:
         self._job.logs.append(text)
         await asyncio.sleep(0)
+
+
+class MemoryEventStream(EventStream):
+    """Events of one in-memory queue, delivered as they happen."""
+
+    def __init__(self, queue: _Queue) -> None:
+        super().__init__(queue.name)
+        self._source = queue
+
+    async def _subscribe(self) -> None:
+        self._source.subscribers.add(self)
+
+    async def _unsubscribe(self) -> None:
+        self._source.subscribers.discard(self)
 
 
 class MemoryWorker(QueueWorker):
@@ -226,6 +256,7 @@ class MemoryWorker(QueueWorker):
         job.state = "active"
         job.processed_on = self._service.clock.now_ms()
         queue.active.add(job.id)
+        queue.emit(EventType.ACTIVE, job)
         task = asyncio.ensure_future(self._process(job))
         self._active[task] = job
         task.add_done_callback(self._done)
@@ -263,6 +294,7 @@ class MemoryWorker(QueueWorker):
         job.return_value = _copy_json(result)
         job.finished_on = now
         queue.completed.append(job.id)
+        queue.emit(EventType.COMPLETED, job, job.return_value)
         queue.retain(queue.completed, job.opts.get("removeOnComplete"), now)
         queue.notify()
         log.info("job %s on %s completed", job.id, queue.name, extra=extra)
@@ -277,6 +309,8 @@ class MemoryWorker(QueueWorker):
         extra = {"queue": queue.name, "job_id": job.id}
         if not final and job.attempts_made < attempts:
             delay = backoff_delay(job.opts.get("backoff"), job.attempts_made)
+            queue.emit(EventType.FAILED, job, job.failed_reason, job.attempts_made, True)
+            queue.emit(EventType.RETRYING, job, delay, job.attempts_made + 1)
             queue.enqueue(job, now, delay)
             log.warning("job %s on %s failed (attempt %d of %d), retrying in %d ms: %s",
                         job.id, queue.name, job.attempts_made, attempts, delay, exc,
@@ -285,6 +319,7 @@ class MemoryWorker(QueueWorker):
             job.state = "failed"
             job.finished_on = now
             queue.failed.append(job.id)
+            queue.emit(EventType.FAILED, job, job.failed_reason, job.attempts_made, False)
             queue.retain(queue.failed, job.opts.get("removeOnFail"), now)
             log.error("job %s on %s failed (attempt %d of %d): %s", job.id, queue.name,
                       job.attempts_made, attempts, exc, extra=extra)
@@ -377,7 +412,10 @@ class InMemoryQueueService(QueueService):
         stored = _Job(id=job_id, name=job.name, data=_copy_json(job.wire),
                       opts=_copy_json(job.opts), timestamp=now)
         queue.jobs[job_id] = stored
-        queue.enqueue(stored, now, int(job.opts.get("delay", 0)))
+        delay = int(job.opts.get("delay", 0))
+        queue.enqueue(stored, now, delay)
+        queue.emit(EventType.DELAYED if delay > 0 else EventType.WAITING, stored,
+                   delay if delay > 0 else None)
         return job_id
 
     async def _add(self, job: PreparedJob) -> str:
@@ -411,6 +449,12 @@ class InMemoryQueueService(QueueService):
 
     async def _health_backend(self) -> tuple[str, str]:
         return "ok", "closed"
+
+    def _make_rate_limiter(self) -> RateLimiter:
+        return MemoryRateLimiter(self.settings.security.rate_limits, self.clock.now_ms)
+
+    def _event_stream(self, queue: str) -> EventStream:
+        return MemoryEventStream(self._queue(queue))
 
     async def _close_backend(self) -> None:
         for queue in self._queues.values():

@@ -1,0 +1,23 @@
+"""Every Redis key queuekit writes itself, in one place.
+
+BullMQ's own keys (``<prefix>:<queue>:wait``, ``...:<job id>``, ``...:events``) are
+bullmq's business; queuekit only adds the per-user rate-limit windows, under the same
+prefix and a ``qk`` segment that no BullMQ queue key uses.
+"""
+
+from __future__ import annotations
+
+
+def events_key(prefix: str, queue: str) -> str:
+    """BullMQ's event stream of ``queue``."""
+    return f"{prefix}:{queue}:events"
+
+
+def job_key(prefix: str, queue: str, job_id: str) -> str:
+    """BullMQ's hash of one job."""
+    return f"{prefix}:{queue}:{job_id}"
+
+
+def rate_limit_key(prefix: str, queue: str, user_id: str) -> str:
+    """The sliding window of one user's additions to ``queue``."""
+    return f"{prefix}:qk:rate:{queue}:{user_id}"
