@@ -162,6 +162,12 @@ class WorkerSettings(_Section):
     drain_delay: float = Field(
         default=5.0, gt=0, description="Seconds an idle worker blocks waiting for a job."
     )
+    run_retry_delay: int = Field(
+        default=1000,
+        ge=50,
+        description="Milliseconds a worker waits before fetching again after a Redis "
+        "connection error (bullmq's runRetryDelay, 15000 there: 15 s idle after an outage).",
+    )
     enabled: bool = Field(default=True, description="Run workers in this process at all.")
     queues: list[str] | None = Field(
         default=None, description="Queues that run workers here; None means all."
