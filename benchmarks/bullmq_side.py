@@ -127,11 +127,16 @@ class BullmqSide:
 
     def versions(self) -> dict[str, str]:
         found: dict[str, str] = {}
-        for dist in ("bullmq", "redis", "hiredis", "uvloop"):
+        for dist, label in (
+            ("bullmq", "bullmq (PyPI)"),
+            ("redis", "redis-py"),
+            ("hiredis", "hiredis"),
+            ("uvloop", "uvloop"),
+        ):
             try:
-                found[dist] = importlib.metadata.version(dist)
+                found[label] = importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:
-                found[dist] = "not installed"
+                found[label] = "not installed"
         return found
 
     async def open_producer(

@@ -6,17 +6,19 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import get_args
 
 from benchmarks.common import REPO_ROOT, JobOptionsMode, LoopName, available_loop, run_async
 from benchmarks.implementations import Implementation, PythonImplementation, Settings
 from benchmarks.node_side import NodeImplementation, NodeUnavailableError, ensure_node_modules
-from benchmarks.redis_server import RedisServer
+from benchmarks.redis_server import RedisServer, RedisServerError
 from benchmarks.report import Environment, now, render
 from benchmarks.sides import load_side
-from benchmarks.suite import ImplResult, Suite, SuiteOptions
+from benchmarks.suite import SCENARIOS, ImplResult, Suite, SuiteOptions
 
 log = logging.getLogger("benchmarks")
 
@@ -89,10 +91,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="uvloop",
         help="Python event loop (uvloop when installed)",
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios to run ({','.join(SCENARIOS)})",
+    )
     args = parser.parse_args(argv)
-    unknown = set(args.only.split(",")) - set(IMPLEMENTATION_KEYS)
-    if unknown:
-        parser.error(f"unknown implementation(s) in --only: {', '.join(sorted(unknown))}")
+    for option, allowed in (("only", IMPLEMENTATION_KEYS), ("scenarios", SCENARIOS)):
+        unknown = set(getattr(args, option).split(",")) - set(allowed)
+        if unknown:
+            parser.error(f"unknown value(s) in --{option}: {', '.join(sorted(unknown))}")
     return args
 
 
@@ -132,8 +140,21 @@ def _command_line(argv: list[str] | None) -> str:
     return shlex.join([python, *head, *(sys.argv[1:] if argv is None else argv)])
 
 
+def _interrupt_on_sigterm() -> None:
+    # SIGTERM would end the process without unwinding, leaving the redis-server and the
+    # worker processes behind; as KeyboardInterrupt it runs the same clean-up as Ctrl-C.
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, write the report, print it. Exit status 1 if a measurement failed."""
+    """Run the benchmark, write the report, print it.
+
+    Exit status: 0, or 1 if a measurement failed, 2 if Redis could not be started,
+    130 when interrupted.
+    """
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -141,19 +162,28 @@ def main(argv: list[str] | None = None) -> int:
     if (REPO_ROOT / "src").is_dir() and str(REPO_ROOT / "src") not in sys.path:
         sys.path.append(str(REPO_ROOT / "src"))  # queuekit from the source tree if not installed
     args = parse_args(argv)
+    _interrupt_on_sigterm()
     loop = available_loop(args.loop)
     options = SuiteOptions(
         jobs=args.jobs,
         runs=args.runs,
         latency_samples=args.latency_samples or min(1000, args.jobs),
         rss_checkpoints=args.rss_jobs if args.rss_jobs is not None else (args.jobs, 5 * args.jobs),
+        scenarios=frozenset(args.scenarios.split(",")),
     )
-    with RedisServer() as server:
-        settings = Settings(redis_url=server.url, loop=loop, job_options=args.job_options)
-        usable, unavailable = _implementations(settings, set(args.only.split(",")))
-        suite = Suite(server.url, options, usable, unavailable)
-        result = run_async(suite.run, loop)
-    node = next((impl.versions().get("node") for impl in usable if impl.key == "node"), None)
+    try:
+        with RedisServer() as server:
+            settings = Settings(redis_url=server.url, loop=loop, job_options=args.job_options)
+            usable, unavailable = _implementations(settings, set(args.only.split(",")))
+            suite = Suite(server.url, options, usable, unavailable)
+            result = run_async(suite.run, loop)
+    except RedisServerError as err:
+        log.error("%s", err)
+        return 2
+    except KeyboardInterrupt:
+        log.warning("interrupted; the redis-server and the worker processes were stopped")
+        return 130
+    node = next((r.versions.get("node") for r in result.results if r.key == "node"), None)
     env = Environment(
         command=_command_line(argv),
         date=now(),

@@ -137,6 +137,8 @@ class WorkerReport:
     rss_at: dict[int, int] = field(default_factory=dict)
     """RSS in bytes when the n-th job was processed, for each checkpoint n."""
     rss_end: int = 0
+    close_s: float = 0.0
+    """How long closing the worker took (graceful close, after the measurement)."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object printed by the worker subprocess."""
@@ -148,6 +150,7 @@ class WorkerReport:
             "rss_start": self.rss_start,
             "rss_at": {str(k): v for k, v in self.rss_at.items()},
             "rss_end": self.rss_end,
+            "close_s": self.close_s,
         }
 
     @classmethod
@@ -161,6 +164,7 @@ class WorkerReport:
             rss_start=int(data.get("rss_start", 0)),
             rss_at={int(k): int(v) for k, v in dict(data.get("rss_at", {})).items()},
             rss_end=int(data.get("rss_end", 0)),
+            close_s=float(data.get("close_s", 0.0)),
         )
 
 
@@ -205,6 +209,8 @@ async def run_worker(
     else:
         await until_stopped()
     report.rss_end = rss_bytes()
+    closing = time.perf_counter()
     await session.aclose()
+    report.close_s = time.perf_counter() - closing
     log.info("worker processed %d jobs (%d failed)", report.processed, report.failed)
     return report

@@ -2,18 +2,18 @@
 
 The service is built the way an application builds it: ``containers.SharedContainer``
 configured by the environment (``QUEUEKIT_REDIS__URL`` names the benchmark's Redis),
-``await container.init_resources()``, ``await container.queue_service()``. Jobs go in
-through ``QueueService.add_job`` / ``add_jobs``, and are processed by a worker from
-``QueueService.create_worker``; ``get_job_counts`` tells when the queue is drained;
+``await container.init_resources()``, then ``container.queue_service()``. Jobs go in
+through ``QueueService.add_job`` / ``add_jobs``, a worker comes from
+``QueueService.create_worker``, ``get_job_counts`` tells when the queue is drained, and
 ``container.shutdown_resources()`` closes everything.
 
-This module was written against the contract in ``DESIGN.md`` while the library was
-being written. The places marked ``TODO(queuekit)`` are the assumptions to check once
-``import queuekit`` works; until then :meth:`QueuekitSide.unavailable_reason` reports
-why it cannot run and the benchmark leaves this column out.
+Each measurement uses a fresh queue name, registered for ``BankSyncJobData`` in the
+container's ``QueueRegistry`` (the way a plugin registers its own queue). Until
+``import queuekit`` works, :meth:`QueuekitSide.unavailable_reason` says why and the
+benchmark reports the column as not available.
 
 The library is imported with :func:`importlib.import_module` and kept ``Any`` here, so
-this module type-checks whether or not the library is importable yet.
+this module type-checks whether or not the library is importable.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from benchmarks.common import BULLMQ_PREFIX, JOB_NAME, events_key
+from benchmarks.common import JOB_NAME, events_key
 from benchmarks.sides import JobCounts
 
 REDIS_URL_ENV: Final = "QUEUEKIT_REDIS__URL"
@@ -39,70 +39,61 @@ def _containers() -> Any:
     return importlib.import_module("containers")
 
 
-def _count(counts: Any, name: str) -> int:
-    # TODO(queuekit): get_job_counts returns "waiting, active, delayed, completed, failed"
-    # (DESIGN.md); whether as a mapping or as a model is not fixed yet -- accept both.
-    if isinstance(counts, Mapping):
-        return int(counts.get(name, 0) or 0)
-    return int(getattr(counts, name, 0) or 0)
-
-
-class _Service:
-    """A SharedContainer and the QueueService it provides, pointed at ``redis_url``."""
-
-    def __init__(self, container: Any, service: Any) -> None:
-        self.container = container
-        self.service = service
-
-    @classmethod
-    async def open(cls, redis_url: str) -> _Service:
-        # The benchmark process owns its environment; the variable is how DESIGN.md says
-        # the Redis server is chosen. The worker subprocess inherits it too.
-        os.environ[REDIS_URL_ENV] = redis_url
-        container = _containers().SharedContainer()
-        await container.init_resources()
-        service = await container.queue_service()
-        return cls(container, service)
-
-    async def close(self) -> None:
-        await self.container.shutdown_resources()
-
-
 def _job_data(index: int) -> Any:
     # The same payload as benchmarks.common.payload(index), as the pydantic model.
-    # TODO(queuekit): the benchmark uses a fresh queue name per measurement, not
-    # QueueName.BANK_SYNC; DESIGN.md says other names are allowed once a plugin registers
-    # their payload model. If add_job/create_worker need that registration, do it in
-    # _Service.open (or in QueuekitProducer/QueuekitWorkerSession) for BankSyncJobData.
     return _queuekit().BankSyncJobData(
         user_id=f"user-{index}", account_id=f"acct-{index}", sync_type="incremental"
     )
 
 
-class QueuekitProducer:
-    """Adds jobs with ``QueueService.add_job`` and ``QueueService.add_jobs``."""
+class _Service:
+    """A SharedContainer, the QueueService it provides, and the benchmark's queue."""
 
-    def __init__(self, service: _Service, queue: str) -> None:
-        self._service = service
-        self._queue = queue
+    def __init__(self, container: Any, service: Any, queue: str) -> None:
+        self.container = container
+        self.service = service
+        self.queue = queue
+
+    @classmethod
+    async def open(cls, redis_url: str, queue: str) -> _Service:
+        # The benchmark process owns its environment; the variable is how DESIGN.md says
+        # the Redis server is chosen.
+        os.environ[REDIS_URL_ENV] = redis_url
+        container = _containers().SharedContainer()
+        await container.init_resources()
+        service = container.queue_service()
+        if inspect.isawaitable(service):  # an async Resource may hand out an awaitable
+            service = await service
+        container.registry().register(queue, _queuekit().BankSyncJobData)
+        return cls(container, service, queue)
 
     @property
     def events_key(self) -> str:
-        # TODO(queuekit): if queuekit's config sets a key prefix other than BullMQ's "bull",
-        # read it from the container's config here.
-        return events_key(self._queue, BULLMQ_PREFIX)
+        return events_key(self.queue, str(self.service.settings.redis.prefix))
+
+    async def close(self) -> None:
+        # Workers first, then queues, then the Redis pool (DESIGN.md, Lifecycle).
+        await self.container.shutdown_resources()
+
+
+class QueuekitProducer:
+    """Adds jobs with ``QueueService.add_job`` and ``QueueService.add_jobs``."""
+
+    def __init__(self, service: _Service) -> None:
+        self._service = service
+
+    @property
+    def events_key(self) -> str:
+        return self._service.events_key
 
     async def add_one(self, index: int) -> str:
-        # Options are queuekit's configured defaults (the same as the raw sides' options).
-        job = await self._service.service.add_job(self._queue, JOB_NAME, _job_data(index))
+        # No options: queuekit applies its configured defaults, which the raw sides copy.
+        job = await self._service.service.add_job(self._service.queue, JOB_NAME, _job_data(index))
         return str(job.id)
 
     async def add_bulk(self, first: int, count: int) -> None:
-        # TODO(queuekit): the shape of add_jobs' argument is not in DESIGN.md yet; this
-        # assumes (job name, data) pairs. Adjust to the real signature (it may take
-        # mappings or a dedicated model, and possibly per-job options).
         await self._service.service.add_jobs(
-            self._queue, [(JOB_NAME, _job_data(i)) for i in range(first, first + count)]
+            self._service.queue, [(JOB_NAME, _job_data(i)) for i in range(first, first + count)]
         )
 
     async def aclose(self) -> None:
@@ -112,9 +103,8 @@ class QueuekitProducer:
 class QueuekitWorkerSession:
     """A worker from ``QueueService.create_worker`` with a no-op processor."""
 
-    def __init__(self, service: _Service, queue: str) -> None:
+    def __init__(self, service: _Service) -> None:
         self._service = service
-        self._queue = queue
 
     async def start(self, concurrency: int, on_processed: Callable[[], None]) -> None:
         job_result = _queuekit().JobResult
@@ -123,21 +113,18 @@ class QueuekitWorkerSession:
             on_processed()
             return job_result(success=True)
 
-        worker = self._service.service.create_worker(self._queue, process, concurrency=concurrency)
-        if inspect.isawaitable(worker):  # TODO(queuekit): drop once create_worker's kind is fixed
-            await worker
+        self._service.service.create_worker(self._service.queue, process, concurrency=concurrency)
 
     async def job_counts(self) -> JobCounts:
-        counts = await self._service.service.get_job_counts(self._queue)
+        counts: Mapping[str, int] = await self._service.service.get_job_counts(self._service.queue)
         return JobCounts(
-            waiting=_count(counts, "waiting") + _count(counts, "prioritized"),
-            active=_count(counts, "active"),
-            delayed=_count(counts, "delayed"),
-            failed=_count(counts, "failed"),
+            waiting=counts.get("waiting", 0) + counts.get("prioritized", 0),
+            active=counts.get("active", 0),
+            delayed=counts.get("delayed", 0),
+            failed=counts.get("failed", 0),
         )
 
     async def aclose(self) -> None:
-        # Shutting the container down closes the workers first, then queues and the pool.
         await self._service.close()
 
 
@@ -170,18 +157,17 @@ class QueuekitSide:
         try:
             return {"queuekit": importlib.metadata.version("queuekit")}
         except importlib.metadata.PackageNotFoundError:
-            version = getattr(_queuekit(), "__version__", "source tree")
-            return {"queuekit": str(version)}
+            return {"queuekit": str(getattr(_queuekit(), "__version__", "source tree"))}
 
     async def open_producer(
         self, redis_url: str, queue: str, bullmq_options: Mapping[str, Any]
     ) -> QueuekitProducer:
         # bullmq_options is ignored on purpose: queuekit applies its configured defaults,
-        # which are what the raw sides pass (see benchmarks.common.QUEUEKIT_DEFAULT_JOB_OPTIONS).
-        return QueuekitProducer(await _Service.open(redis_url), queue)
+        # the same as benchmarks.common.QUEUEKIT_DEFAULT_JOB_OPTIONS.
+        return QueuekitProducer(await _Service.open(redis_url, queue))
 
     async def open_worker(self, redis_url: str, queue: str) -> QueuekitWorkerSession:
-        return QueuekitWorkerSession(await _Service.open(redis_url), queue)
+        return QueuekitWorkerSession(await _Service.open(redis_url, queue))
 
 
 SIDE: Final = QueuekitSide()

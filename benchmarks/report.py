@@ -240,6 +240,21 @@ def spread_table(result: SuiteResult) -> list[str]:
     return lines
 
 
+def close_table(result: SuiteResult) -> list[str]:
+    """How long the graceful close of the worker took after each processing run."""
+    lines = [_row(["implementation", "after process c=1 (s)", "after process c=50 (s)"])]
+    lines.append(_row(["---"] * 3))
+    for impl in result.results:
+        if impl.unavailable is not None:
+            continue
+        cells = []
+        for metric in ("process_c1_close_s", "process_c50_close_s"):
+            value = impl.median(metric)
+            cells.append(f"{value:.2f}" if value is not None else _NA)
+        lines.append(_row([impl.label, *cells]))
+    return lines
+
+
 def render(result: SuiteResult, env: Environment) -> str:
     """The whole report as markdown."""
     opts = result.options
@@ -301,6 +316,13 @@ def render(result: SuiteResult, env: Environment) -> str:
         "## Redis commands per job",
         "",
         *commands_table(result),
+        "",
+        "## Worker shutdown",
+        "",
+        "Time the worker's graceful close took once its jobs were done (not part of the "
+        "throughput above; median over the runs).",
+        "",
+        *close_table(result),
         "",
     ]
     if opts.runs > 1:

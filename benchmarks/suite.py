@@ -13,7 +13,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from redis.asyncio import Redis
 
@@ -21,12 +21,23 @@ from benchmarks.common import percentile
 from benchmarks.implementations import Implementation
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 IN_FLIGHT_WINDOW: Final = 50
 BULK_CHUNK: Final = 1000
 HIGH_CONCURRENCY: Final = 50
 RSS_CONCURRENCY: Final = 50
 LATENCY_WARMUP: Final = 20
+
+SCENARIOS: Final = (
+    "add_one",
+    "add_in_flight",
+    "add_bulk",
+    "process_c1",
+    "process_c50",
+    "latency",
+    "rss",
+)
 
 CLIENT_COMMANDS: Final = frozenset(
     {
@@ -76,6 +87,7 @@ class SuiteOptions:
     runs: int
     latency_samples: int
     rss_checkpoints: tuple[int, ...]
+    scenarios: frozenset[str] = frozenset(SCENARIOS)
 
 
 @dataclass
@@ -146,7 +158,7 @@ class _Redis:
 
 def _per_job(before: CommandStats, after: CommandStats, jobs: int) -> dict[str, float]:
     delta = {name: calls - before.get(name, 0) for name, calls in after.items()}
-    delta["info"] = delta.get("info", 0) - 1  # the suite's own INFO that took `after`
+    delta["info"] = delta.get("info", 0) - 1  # the INFO that took `before` counts in `after`
     return {name: calls / jobs for name, calls in sorted(delta.items()) if calls > 0}
 
 
@@ -208,7 +220,7 @@ class Suite:
         # Memory is not a timing: one run is enough, and it is the longest scenario.
         if run == 0 and self._options.rss_checkpoints:
             scenarios.append(("rss", self._rss))
-        return scenarios
+        return [(name, measure) for name, measure in scenarios if name in self._options.scenarios]
 
     async def _measure(
         self,
@@ -228,8 +240,8 @@ class Suite:
             await self._redis.delete_queue(queue)
 
     async def _counted(
-        self, result: ImplResult, scenario: str, jobs: int, action: Awaitable[float]
-    ) -> float:
+        self, result: ImplResult, scenario: str, jobs: int, action: Awaitable[T]
+    ) -> T:
         before = await self._redis.commandstats()
         value = await action
         after = await self._redis.commandstats()
@@ -266,16 +278,16 @@ class Suite:
         jobs = self._options.jobs
         await impl.preload(queue, jobs, BULK_CHUNK)
 
-        async def work() -> float:
-            report = await impl.run_worker_process(queue, jobs, concurrency, [])
-            if report.elapsed_s is None or report.processed < jobs or report.failed:
-                raise RuntimeError(
-                    f"worker processed {report.processed}/{jobs} jobs, {report.failed} failed"
-                )
-            return report.elapsed_s
-
-        seconds = await self._counted(result, metric, jobs, work())
-        self._rate(result, metric, seconds)
+        report = await self._counted(
+            result, metric, jobs, impl.run_worker_process(queue, jobs, concurrency, [])
+        )
+        if report.elapsed_s is None or report.processed < jobs or report.failed:
+            raise RuntimeError(
+                f"worker processed {report.processed}/{jobs} jobs, {report.failed} failed"
+            )
+        self._rate(result, metric, report.elapsed_s)
+        result.add(f"{metric}_close_s", report.close_s)
+        log.debug("%-9s %-14s worker closed in %.2f s", impl.key, metric, report.close_s)
 
     async def _process_c1(self, impl: Implementation, queue: str, result: ImplResult) -> None:
         await self._process(impl, queue, result, 1, "process_c1")

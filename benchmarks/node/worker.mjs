@@ -54,7 +54,9 @@ await runMain(async () => {
     await stdinClosed();
   }
   report.rss_end = process.memoryUsage.rss();
+  const closing = performance.now();
   await worker.close();
   await countsQueue.close();
+  report.close_s = seconds(closing);
   emit(report);
 });
