@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from queuekit.cli_ops import add_commands
 from queuekit.errors import QueuekitError
 from queuekit.settings import load_settings
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the example application end to end")
     demo.add_argument("--redis-url", help="run on this Redis instead of in memory")
     demo.set_defaults(func=_demo)
+    add_commands(sub)
     return parser
 
 
@@ -44,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``queuekit`` console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:

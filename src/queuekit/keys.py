@@ -18,6 +18,20 @@ def job_key(prefix: str, queue: str, job_id: str) -> str:
     return f"{prefix}:{queue}:{job_id}"
 
 
+def meta_key_pattern(prefix: str) -> str:
+    """A ``SCAN`` pattern matching BullMQ's ``meta`` hash of every queue under ``prefix``."""
+    return f"{prefix}:*:meta"
+
+
+def queue_of_meta_key(prefix: str, key: str) -> str | None:
+    """The queue whose ``meta`` hash ``key`` is, or None for another key."""
+    head, tail = f"{prefix}:", ":meta"
+    if not (key.startswith(head) and key.endswith(tail)):
+        return None
+    name = key[len(head):-len(tail)]
+    return name if name and ":" not in name else None
+
+
 def rate_limit_key(prefix: str, queue: str, user_id: str) -> str:
     """The sliding window of one user's additions to ``queue``."""
     return f"{prefix}:qk:rate:{queue}:{user_id}"

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +25,13 @@ from queuekit.connection import QueueConnection
 from queuekit.errors import PayloadValidationError, UnrecoverableError
 from queuekit.events import EventStream, EventType, QueueEvent
 from queuekit.jobs import COUNT_STATES, Progress, result_from_wire
-from queuekit.keys import events_key, job_key, rate_limit_key
+from queuekit.keys import (
+    events_key,
+    job_key,
+    meta_key_pattern,
+    queue_of_meta_key,
+    rate_limit_key,
+)
 from queuekit.queues import QueueRegistry
 from queuekit.ratelimit import RateLimiter, RedisRateLimiter
 from queuekit.service import (
@@ -37,6 +46,8 @@ from queuekit.settings import QueuekitSettings
 
 log = logging.getLogger("queuekit.redis")
 
+#: Failed jobs ``retry_jobs`` moves per script call (BullMQ's default batch).
+_RETRY_BATCH = 1000
 #: How often ``wait_for_job`` re-reads a job: starts small, grows to the cap.
 _POLL_START = 0.005
 _POLL_CAP = 0.1
@@ -113,6 +124,11 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
         return 0
 
 
+def worker_name() -> str:
+    """A name for one worker, unique across hosts and processes (in its Redis client name)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 class RedisWorker(QueueWorker):
     """A bullmq ``Worker`` on its own connection pool, running our processor wrapper."""
 
@@ -135,6 +151,8 @@ class RedisWorker(QueueWorker):
                 "drainDelay": settings.worker.drain_delay,
                 # bullmq waits 15 s after a connection error before fetching again.
                 "runRetryDelay": settings.worker.run_retry_delay,
+                # A name per worker, so count_workers tells two processes' workers apart.
+                "name": worker_name(),
                 "autorun": False,
             },
         )
@@ -449,6 +467,57 @@ class RedisQueueService(QueueService):
             lambda: bull_queue.getJobCounts(*COUNT_STATES)
         )
         return {state: int(counts.get(state, 0) or 0) for state in COUNT_STATES}
+
+    async def _get_raw_jobs(self, queue: str, state: str, limit: int) -> list[RawJob]:
+        bull_queue = self.get_queue(queue)
+        # BullMQ's order: finished sets newest first, the others in the order they run.
+        ascending = state not in ("completed", "failed")
+        jobs: list[Any] = await self.breaker.call(
+            lambda: bull_queue.getJobs([state], 0, limit - 1, ascending)
+        )
+        return [raw_from_bull(job, state) for job in jobs if job is not None]
+
+    async def _retry_failed(self, queue: str) -> int:
+        bull_queue = self.get_queue(queue)
+        scripts, failed_key = bull_queue.scripts, bull_queue.keys["failed"]
+        now = int(time.time() * 1000)
+        keys, args = scripts.moveJobsToWaitArgs("failed", _RETRY_BATCH, now)
+        move = scripts.commands["moveJobsToWait"]
+
+        async def batch() -> tuple[int, bool]:
+            # One MULTI: the count and BullMQ's move see the same failed set, so the
+            # number reported is the number moved even while other workers fail jobs.
+            async with self.connection.client.pipeline(transaction=True) as pipe:
+                pipe.zcount(failed_key, 0, now)
+                await move(keys=keys, args=args, client=pipe)
+                found, more = await pipe.execute()
+            return min(int(found), _RETRY_BATCH), bool(int(more))
+
+        moved = 0
+        while True:
+            count, more = await self.breaker.call(batch)
+            moved += count
+            if not more or not count:
+                return moved
+
+    async def _stored_queues(self) -> set[str]:
+        client, prefix = self.connection.client, self.prefix
+
+        async def scan() -> set[str]:
+            names = set()
+            async for key in client.scan_iter(match=meta_key_pattern(prefix), count=500):
+                name = queue_of_meta_key(prefix, str(key))
+                if name is not None:
+                    names.add(name)
+            return names
+
+        return await self.breaker.call(scan)
+
+    async def _count_workers(self, queue: str) -> int:
+        bull_queue = self.get_queue(queue)
+        clients: list[dict[str, Any]] = await self.breaker.call(bull_queue.get_workers)
+        # A bullmq worker gives each of its connections the same name: count names.
+        return len({c.get("rawname") for c in clients if c.get("rawname")})
 
     async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
                                attempt: int) -> None:

@@ -36,6 +36,7 @@ from queuekit.jobs import (
     validate_model,
 )
 from queuekit.payloads import JobPayload
+from queuekit.processors import WorkerHost
 from queuekit.queues import QueueRegistry
 from queuekit.ratelimit import RateLimiter
 from queuekit.security import SensitiveKeyPolicy
@@ -44,6 +45,11 @@ from queuekit.settings import QueuekitSettings, load_settings
 log = logging.getLogger("queuekit")
 
 ProcessorResult = JobResult | Mapping[str, Any] | None
+#: The states :meth:`QueueService.get_jobs` lists.
+LISTABLE_STATES: tuple[str, ...] = (
+    JobState.WAITING, JobState.PRIORITIZED, JobState.DELAYED, JobState.ACTIVE,
+    JobState.COMPLETED, JobState.FAILED,
+)
 Processor = Callable[[JobContext[Any]], Awaitable[ProcessorResult]]
 JobData = JobPayload | Mapping[str, Any]
 OptionsArg = JobOptions | Mapping[str, Any] | None
@@ -237,15 +243,19 @@ class QueueService(abc.ABC):
 
     # -- workers -----------------------------------------------------------------
 
-    def create_worker(self, queue: str, processor: Processor, *,
+    def create_worker(self, queue: str, processor: Processor | WorkerHost[Any], *,
                       concurrency: int | None = None) -> QueueWorker:
         """Start a worker on ``queue`` that runs ``processor`` for each job.
 
-        Must be called inside the running event loop. One worker per queue: calling it
-        again with the same processor returns the running worker.
+        ``processor`` is an async function or a :class:`~queuekit.processors.WorkerHost`
+        instance (its hooks run too). Must be called inside the running event loop. One
+        worker per queue: calling it again with the same processor returns the running
+        worker.
         """
         self._ensure_open()
         queue = str(queue)
+        if isinstance(processor, WorkerHost):
+            processor = processor.as_processor()
         self.registry.model_for(queue)
         try:
             asyncio.get_running_loop()
@@ -321,6 +331,48 @@ class QueueService(abc.ABC):
         waiting-children."""
         self._ensure_open()
         return await self._get_counts(str(queue))
+
+    async def get_jobs(self, queue: str, state: str = JobState.FAILED,
+                       limit: int = 20) -> list[JobInfo]:
+        """Up to ``limit`` jobs of ``queue`` in ``state`` (one of :data:`LISTABLE_STATES`).
+
+        Completed and failed jobs come newest first; waiting, prioritized, delayed and
+        active ones in the order they run.
+        """
+        self._ensure_open()
+        queue, state = str(queue), str(state)
+        if state not in LISTABLE_STATES:
+            raise PayloadValidationError("job state", [FieldError(
+                "state", f"must be one of {', '.join(LISTABLE_STATES)}, got {state!r}")])
+        if limit < 1:
+            raise PayloadValidationError("job list", [FieldError(
+                "limit", f"must be >= 1, got {limit}")])
+        raws = await self._get_raw_jobs(queue, state, limit)
+        return [self._to_info(queue, raw) for raw in raws[:limit]]
+
+    async def retry_jobs(self, queue: str) -> int:
+        """Move every failed job of ``queue`` back to waiting; return how many moved.
+
+        As BullMQ's ``retryJobs``: the failed reason and timestamps are cleared, attempts
+        made are kept (a job that fails again is not retried with backoff).
+        """
+        self._ensure_open()
+        moved = await self._retry_failed(str(queue))
+        log.info("%d failed job(s) of %s moved back to waiting", moved, queue,
+                 extra={"queue": str(queue)})
+        return moved
+
+    async def list_queues(self) -> list[str]:
+        """Every queue known here: the registered ones and any with jobs in the store."""
+        self._ensure_open()
+        return sorted(set(self.registry) | await self._stored_queues())
+
+    async def count_workers(self, queue: str) -> int:
+        """Workers connected to ``queue`` in any process: on Redis the distinct names of
+        BullMQ's named worker connections (workers that share a name count once); in
+        memory this service's running worker."""
+        self._ensure_open()
+        return await self._count_workers(str(queue))
 
     def _to_info(self, queue: str, raw: RawJob) -> JobInfo:
         data: Any = raw.data
@@ -412,6 +464,22 @@ class QueueService(abc.ABC):
     @abc.abstractmethod
     async def _get_counts(self, queue: str) -> dict[str, int]:
         """Count jobs per state."""
+
+    @abc.abstractmethod
+    async def _get_raw_jobs(self, queue: str, state: str, limit: int) -> list[RawJob]:
+        """Up to ``limit`` jobs in ``state``, in the order of :meth:`get_jobs`."""
+
+    @abc.abstractmethod
+    async def _retry_failed(self, queue: str) -> int:
+        """Move failed jobs back to waiting; return how many moved."""
+
+    @abc.abstractmethod
+    async def _stored_queues(self) -> set[str]:
+        """Names of the queues that have keys (or jobs) in the store."""
+
+    @abc.abstractmethod
+    async def _count_workers(self, queue: str) -> int:
+        """Workers connected to ``queue``."""
 
     @abc.abstractmethod
     async def _wait_for_change(self, queue: str, job_id: str, timeout: float,

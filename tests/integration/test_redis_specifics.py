@@ -29,6 +29,8 @@ from queuekit import (
     RedisQueueService,
 )
 from queuekit.connection import QueueConnection
+from queuekit.plugins import Plugin, PluginSet
+from queuekit.processors import FunctionProcessor
 from tests.conftest import SettingsFactory
 from tests.support.redis_server import RedisServer, free_port
 
@@ -261,7 +263,7 @@ async def test_shutdown_closes_workers_before_the_pool_and_leaves_no_connection(
         await release.wait()
         return JobResult(success=True, message="finished during shutdown")
 
-    app.bank_sync_worker.add_kwargs(processor=slow_sync)
+    app.plugins.override(PluginSet([Plugin("slow", [FunctionProcessor(BANK, slow_sync)])]))
     await start(app)
     qs: QueueService = await resolve(app.shared.queue_service)
     job = await qs.add_job(BANK, "sync", SYNC)

@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from queuekit.demo.plugin import DEMO_PLUGIN
 from queuekit.jobs import JobInfo
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
@@ -65,6 +66,8 @@ async def run_demo(settings: QueuekitSettings, *, timeout: float = 25.0) -> list
     # The composition root, imported late: the library itself never imports DI.
     from containers import ApplicationContainer, resolve, start, stop
 
+    if DEMO_PLUGIN not in settings.plugins:  # a configuration of another host
+        settings = settings.model_copy(update={"plugins": [*settings.plugins, DEMO_PLUGIN]})
     app = ApplicationContainer()
     app.shared.config.override(settings)
     started = time.monotonic()

@@ -158,6 +158,39 @@ class _Queue:
                 found[job.state] += 1
         return found
 
+    def listed(self, state: str) -> list[_Job]:
+        """The jobs in ``state``, in BullMQ's listing order: finished ones newest first,
+        the others in the order they run."""
+        if state == "waiting":
+            ids: list[str] = list(self.waiting)
+        elif state in ("prioritized", "delayed"):
+            ids = [job_id for _, _, job_id in sorted(getattr(self, state))]
+        elif state == "active":
+            ids = sorted(self.active, key=lambda job_id: self.jobs[job_id].processed_on)
+        else:
+            ids = list(reversed(self.completed if state == "completed" else self.failed))
+        found: list[_Job] = []
+        for job_id in dict.fromkeys(ids):
+            job = self.jobs.get(job_id)
+            if job is not None and job.state == state:
+                found.append(job)
+        return found
+
+    def retry_failed(self) -> int:
+        """Failed jobs back to waiting, oldest failure first (BullMQ's ``retryJobs``)."""
+        moved = [job_id for job_id in self.failed if job_id in self.jobs]
+        for job_id in moved:
+            job = self.jobs[job_id]
+            job.state = "waiting"
+            job.failed_reason = None
+            job.processed_on = job.finished_on = 0
+            self.waiting.append(job_id)
+            self.emit(EventType.WAITING, job)
+        self.failed.clear()
+        if moved:
+            self.notify()
+        return len(moved)
+
     def retain(self, finished: list[str], spec: object, now: int) -> None:
         """Apply ``removeOnComplete`` / ``removeOnFail`` to a finished list (newest last)."""
         if spec is True:
@@ -442,6 +475,19 @@ class InMemoryQueueService(QueueService):
 
     async def _get_counts(self, queue: str) -> dict[str, int]:
         return self._queue(queue).counts()
+
+    async def _get_raw_jobs(self, queue: str, state: str, limit: int) -> list[RawJob]:
+        return [job.raw() for job in self._queue(queue).listed(state)[:limit]]
+
+    async def _retry_failed(self, queue: str) -> int:
+        return self._queue(queue).retry_failed()
+
+    async def _stored_queues(self) -> set[str]:
+        return {name for name, queue in self._queues.items() if queue.jobs}
+
+    async def _count_workers(self, queue: str) -> int:
+        worker = self._workers.get(queue)
+        return 1 if worker is not None and worker.running else 0
 
     async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
                                attempt: int) -> None:
