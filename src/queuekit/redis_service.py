@@ -100,6 +100,27 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
     slept locally. Everything else (scripts, keys, locks) is bullmq's.
     """
 
+    #: What bullmq's stalled check stores (``defa``) on a job that stalled too often; the
+    #: next worker to fetch the job fails it with that reason instead of running it.
+    STALLED_TOO_OFTEN = "job stalled more than allowable limit"
+
+    @staticmethod
+    def stalled_reason(stalled: int, max_stalled: int) -> str:
+        """The failed reason of a job that stalled ``stalled`` times, over the limit."""
+        return (
+            f"{_PreciseWorker.STALLED_TOO_OFTEN}: it was running {stalled} times when its "
+            "worker stopped renewing its lock (the process crashed, was killed, or blocked "
+            f"its event loop longer than worker.lock_duration); worker.max_stalled_count is "
+            f"{max_stalled}"
+        )
+
+    async def nextJobFromJobData(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        job = await super().nextJobFromJobData(*args, **kwargs)
+        if job is not None and job.deferredFailure == self.STALLED_TOO_OFTEN:
+            job.deferredFailure = self.stalled_reason(int(job.stalledCounter or 0),
+                                                      int(self.opts["maxStalledCount"]))
+        return job
+
     async def waitForJob(self) -> int:  # noqa: N802 - overrides bullmq
         block_until = int(self.blockUntil or 0)
         timeout = float(self.getBlockTimeout(block_until))

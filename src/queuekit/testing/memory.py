@@ -363,6 +363,9 @@ class MemoryWorker(QueueWorker):
             return
         self._closing = True
         self._queue.notify()
+        # With every slot busy the loop waits for one to free up, which a job that runs
+        # past the deadline never does: stop it now, the deadline applies to the jobs.
+        self._loop_task.cancel()
         await asyncio.gather(self._loop_task, return_exceptions=True)
         tasks = set(self._active)
         if tasks:
