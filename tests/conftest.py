@@ -48,7 +48,7 @@ def make_settings(redis_server: RedisServer, key_prefix: str) -> SettingsFactory
     return factory
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-bullmq"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -66,6 +66,8 @@ async def service_factory(
             service = InMemoryQueueService(load_settings(backend="memory", **overrides))
         else:
             factory: SettingsFactory = request.getfixturevalue("make_settings")
+            if backend == "redis-bullmq":  # the bullmq package's Worker instead of ours
+                overrides["worker"] = {"engine": "bullmq", **overrides.get("worker", {})}
             service = await RedisQueueService.connect(factory(**overrides))
         made.append(service)
         return service

@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queuekit.errors import PayloadValidationError, UnrecoverableError
 from queuekit.pipeline import AutoPipeline
-from queuekit.redis_service import raw_from_bull
+from queuekit.redis_service import STALLED_TOO_OFTEN, raw_from_bull, stalled_reason, worker_name
 from queuekit.service import Processor, QueueWorker, normalise_result
 
 if TYPE_CHECKING:
@@ -70,8 +70,8 @@ class FastWorker(QueueWorker):
         prefix = service.prefix
         self._id = uuid.uuid4().hex
         self._client = service.connection.worker_client()
-        # Dashboards count workers by client name, as bullmq names them.
-        client_name = f"{QueueKeys(prefix).getQueueQualifiedName(queue)}:w:queuekit"
+        # Dashboards count workers by client name, as bullmq names them: one per worker.
+        client_name = f"{QueueKeys(prefix).getQueueQualifiedName(queue)}:w:{worker_name()}"
         self._client.connection_pool.connection_kwargs["client_name"] = client_name
         self._pipe = AutoPipeline(self._client)
         backend = RedisBackend(queue, RedisConnection(self._client), prefix=prefix,
@@ -219,6 +219,12 @@ class FastWorker(QueueWorker):
         self._active[job.id] = token
         extra = {"queue": self.queue, "job_id": job.id}
         try:
+            if job.deferredFailure:
+                # bullmq's stalled check marks a job that stalled too often; fail it here.
+                reason = job.deferredFailure
+                if reason == STALLED_TOO_OFTEN:
+                    reason = stalled_reason(int(job.stalledCounter or 0), self._max_stalled)
+                raise BullUnrecoverableError(reason)
             try:
                 context = self._service._context(self.queue, raw_from_bull(job, "active"),
                                                  _Reporter(job))
@@ -315,8 +321,9 @@ class FastWorker(QueueWorker):
         if self._closed:
             return
         self._closing = True
-        if self._waiting is not None and not self._waiting.done():
-            self._waiting.cancel()
+        # The fetch loop may be waiting for a free slot or for the marker; the deadline
+        # applies to the jobs, so stop fetching now.
+        self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         work = set(self._work)
         if work:

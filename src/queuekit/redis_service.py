@@ -86,6 +86,20 @@ def raw_from_bull(job: Any, state: str) -> RawJob:
     )
 
 
+#: What bullmq's stalled check stores (``defa``) on a job that stalled too often; the
+#: next worker to fetch the job fails it with that reason instead of running it.
+STALLED_TOO_OFTEN = "job stalled more than allowable limit"
+
+
+def stalled_reason(stalled: int, max_stalled: int) -> str:
+    """The failed reason of a job that stalled ``stalled`` times, over the limit."""
+    return (
+        f"{STALLED_TOO_OFTEN}: it was running {stalled} times when its worker stopped "
+        "renewing its lock (the process crashed, was killed, or blocked its event loop "
+        f"longer than worker.lock_duration); worker.max_stalled_count is {max_stalled}"
+    )
+
+
 #: Redis checks blocking timeouts on its ``hz`` timer (10 per second by default), so a
 #: ``BZPOPMIN`` timeout can end up to 100 ms late. The worker asks Redis to wake it this
 #: much early and waits the rest on the local clock.
@@ -100,25 +114,11 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
     slept locally. Everything else (scripts, keys, locks) is bullmq's.
     """
 
-    #: What bullmq's stalled check stores (``defa``) on a job that stalled too often; the
-    #: next worker to fetch the job fails it with that reason instead of running it.
-    STALLED_TOO_OFTEN = "job stalled more than allowable limit"
-
-    @staticmethod
-    def stalled_reason(stalled: int, max_stalled: int) -> str:
-        """The failed reason of a job that stalled ``stalled`` times, over the limit."""
-        return (
-            f"{_PreciseWorker.STALLED_TOO_OFTEN}: it was running {stalled} times when its "
-            "worker stopped renewing its lock (the process crashed, was killed, or blocked "
-            f"its event loop longer than worker.lock_duration); worker.max_stalled_count is "
-            f"{max_stalled}"
-        )
-
     async def nextJobFromJobData(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
         job = await super().nextJobFromJobData(*args, **kwargs)
-        if job is not None and job.deferredFailure == self.STALLED_TOO_OFTEN:
-            job.deferredFailure = self.stalled_reason(int(job.stalledCounter or 0),
-                                                      int(self.opts["maxStalledCount"]))
+        if job is not None and job.deferredFailure == STALLED_TOO_OFTEN:
+            job.deferredFailure = stalled_reason(int(job.stalledCounter or 0),
+                                                 int(self.opts["maxStalledCount"]))
         return job
 
     async def waitForJob(self) -> int:  # noqa: N802 - overrides bullmq
@@ -455,6 +455,10 @@ class RedisQueueService(QueueService):
         return [str(j.id) for j in bull_jobs]
 
     def _start_worker(self, queue: str, processor: Processor, concurrency: int) -> QueueWorker:
+        if self.settings.worker.engine == "fast":
+            from queuekit.engine import FastWorker  # engine imports this module
+
+            return FastWorker(self, queue, processor, concurrency)
         return RedisWorker(self, queue, processor, concurrency)
 
     def _make_rate_limiter(self) -> RateLimiter:
@@ -463,7 +467,10 @@ class RedisQueueService(QueueService):
                                 key=lambda queue, user: rate_limit_key(prefix, queue, user))
 
     async def _admit(self, jobs: Sequence[PreparedJob]) -> None:
-        await self.breaker.call(lambda: super(RedisQueueService, self)._admit(jobs))
+        # Only a queue with a limit reaches Redis here; anything else would count as a
+        # successful call and reset (or, half-open, close) the breaker without Redis.
+        if jobs[0].queue in self.settings.security.rate_limits:
+            await self.breaker.call(lambda: super(RedisQueueService, self)._admit(jobs))
 
     def _event_stream(self, queue: str) -> EventStream:
         return RedisEventStream(self, queue)

@@ -168,6 +168,11 @@ class WorkerSettings(_Section):
         description="Milliseconds a worker waits before fetching again after a Redis "
         "connection error (bullmq's runRetryDelay, 15000 there: 15 s idle after an outage).",
     )
+    engine: Literal["fast", "bullmq"] = Field(
+        default="fast",
+        description="fast: queuekit's loop over BullMQ's scripts (one call per job); "
+        "bullmq: the bullmq package's Worker.",
+    )
     enabled: bool = Field(default=True, description="Run workers in this process at all.")
     queues: list[str] | None = Field(
         default=None, description="Queues that run workers here; None means all."

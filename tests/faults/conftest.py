@@ -99,16 +99,6 @@ SpawnWorker = Callable[..., WorkerProcess]
 ServiceFactory = Callable[..., Awaitable[RedisQueueService]]
 
 
-#: Where ``worker.engine=fast`` (queuekit.engine.FastWorker) breaks a guarantee today; the
-#: tests that show it are strict xfails, so they fail loudly once it is fixed.
-FAST_ENGINE_DEFECTS = {
-    "deadline": "FastWorker.close() first awaits its fetch loop, which waits for a free slot: "
-                "with every slot busy the shutdown deadline only starts once a job finishes",
-    "stall-limit": "FastWorker ignores bullmq's deferred failure (the job hash's 'defa'): a "
-                   "job that stalled more than max_stalled_count runs again, forever",
-}
-
-
 def _engines() -> list[str]:
     field = WorkerSettings.model_fields.get("engine")
     return [str(e) for e in get_args(field.annotation)] if field is not None else ["bullmq"]
@@ -125,12 +115,6 @@ def worker_options(engine: str, **fields: Any) -> dict[str, Any]:
     if "engine" in WorkerSettings.model_fields:
         fields["engine"] = engine
     return fields
-
-
-def known_defect(request: pytest.FixtureRequest, engine: str, defect: str) -> None:
-    """Mark the running test as a strict xfail when ``engine`` has ``defect``."""
-    if engine == "fast":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=FAST_ENGINE_DEFECTS[defect]))
 
 
 @pytest.fixture

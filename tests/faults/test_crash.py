@@ -15,7 +15,6 @@ from tests.faults.conftest import (
     KEEP_ALL,
     ServiceFactory,
     SpawnWorker,
-    known_defect,
     runs,
     worker_connections,
     worker_options,
@@ -61,7 +60,6 @@ async def test_job_that_keeps_killing_its_worker_fails_after_max_stalled_count(
     make_settings: SettingsFactory, faults_service: ServiceFactory,
     spawn_worker: SpawnWorker, engine: str, request: pytest.FixtureRequest,
 ) -> None:
-    known_defect(request, engine, "stall-limit")
     settings = make_settings(
         worker=worker_options(engine, lock_duration=1000, stalled_interval=500,
                               max_stalled_count=1),

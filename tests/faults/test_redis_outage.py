@@ -256,11 +256,6 @@ async def test_failed_adds_alone_open_the_breaker_and_half_open_admits_one_add(
     own_redis: OwnRedis, make_settings: SettingsFactory, faults_service: ServiceFactory,
     request: pytest.FixtureRequest,
 ) -> None:
-    request.applymarker(pytest.mark.xfail(strict=True, reason=(
-        "RedisQueueService._admit runs every add through the breaker, also when no rate "
-        "limit applies: that no-network call succeeds, resets the failure count before each "
-        "add (so adds alone never open the breaker) and, half-open, closes the breaker "
-        "without Redis having answered")))
     server = own_redis(*DURABLE)
     settings = make_settings(redis={"url": server.url},
                              breaker={"fail_max": 3, "reset_timeout": 1.0})

@@ -18,7 +18,6 @@ from tests.faults.conftest import (
     KEEP_ALL,
     ServiceFactory,
     SpawnWorker,
-    known_defect,
     runs,
     worker_options,
 )
@@ -69,7 +68,6 @@ async def test_jobs_past_the_deadline_are_forced_and_rerun_by_another_worker(
     make_settings: SettingsFactory, faults_service: ServiceFactory,
     spawn_worker: SpawnWorker, engine: str, request: pytest.FixtureRequest,
 ) -> None:
-    known_defect(request, engine, "deadline")
     settings = make_settings(
         worker=worker_options(engine, shutdown_timeout=1.0, lock_duration=2000,
                               stalled_interval=1000),
