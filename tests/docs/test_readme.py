@@ -126,3 +126,20 @@ async def test_testing_snippet_tests_pass(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(tests) == 2
     for test in tests:
         await test()
+
+
+async def test_usage_snippet_runs_on_redis(test_redis: str) -> None:
+    namespace = await run("Using it", {})
+    info = namespace["info"]
+    assert info.state == JobState.COMPLETED
+    assert info.progress == 50
+    assert {"waiting", "active", "completed", "failed"} <= set(namespace["counts"])
+
+
+async def test_events_snippet_sees_progress_then_completion() -> None:
+    from queuekit.events import EventType
+
+    namespace = await run("Events, progress and rate limits", {})
+    assert namespace["progress_seen"] == 50
+    assert namespace["event"].type == EventType.COMPLETED
+    assert namespace["qs"].closed
