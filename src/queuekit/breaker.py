@@ -80,12 +80,30 @@ class AsyncCircuitBreaker:
             f"{self.breaker.reset_timeout:g} s"
         )
 
+    def _record_failure(self, exc: BaseException) -> None:
+        """Count ``exc`` as a failure through pybreaker's state machine (it may open)."""
+        try:
+            with self.breaker.calling():
+                raise exc
+        except pybreaker.CircuitBreakerError:
+            log.warning("circuit breaker for %s opened", self.target)
+        except UNAVAILABLE_ERRORS:
+            pass
+
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Await ``fn()`` under the breaker.
 
         Unavailability (connection refused, timeouts) counts as a failure and is raised as
         :class:`QueueUnavailableError`; other errors pass through uncounted.
         """
+        breaker = self.breaker
+        if breaker.fail_counter == 0 and breaker.current_state == pybreaker.STATE_CLOSED:
+            # Hot path: nothing to count on success; a failure is recorded by pybreaker.
+            try:
+                return await fn()
+            except UNAVAILABLE_ERRORS as exc:
+                self._record_failure(exc)
+                raise QueueUnavailableError(f"{self.target} is unavailable: {exc}") from exc
         state = self.state
         if state == pybreaker.STATE_OPEN:
             raise self._open_error()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 import uuid
@@ -29,8 +30,10 @@ from bullmq.queue_keys import QueueKeys
 from bullmq.redis_connection import RedisConnection
 from bullmq.scripts import raw2NextJobData
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from queuekit.commands import CompleteJobCommand
 from queuekit.errors import PayloadValidationError, UnrecoverableError
 from queuekit.pipeline import AutoPipeline
 from queuekit.redis_service import STALLED_TOO_OFTEN, raw_from_bull, stalled_reason, worker_name
@@ -73,7 +76,7 @@ class FastWorker(QueueWorker):
         # Dashboards count workers by client name, as bullmq names them: one per worker.
         client_name = f"{QueueKeys(prefix).getQueueQualifiedName(queue)}:w:{worker_name()}"
         self._client.connection_pool.connection_kwargs["client_name"] = client_name
-        self._pipe = AutoPipeline(self._client)
+        self._pipe = AutoPipeline(self._client, max_batch=8)
         backend = RedisBackend(queue, RedisConnection(self._client), prefix=prefix,
                                owns_connection=False)
         self._scripts: Any = backend.scripts
@@ -87,6 +90,7 @@ class FastWorker(QueueWorker):
             "maxStalledCount": settings.max_stalled_count,
         })
         self._active_opts = {"lockDuration": settings.lock_duration, "limiter": None}
+        self._complete = CompleteJobCommand(self._scripts, settings.lock_duration)
         self._lock_duration = settings.lock_duration
         self._stalled_interval = settings.stalled_interval
         self._max_stalled = settings.max_stalled_count
@@ -174,7 +178,14 @@ class FastWorker(QueueWorker):
         return keys, [self._scripts.keys[""], round(time.time() * 1000), opts]
 
     async def _scripts_call(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._commands[name](keys=keys, args=args, client=self._pipe)
+        script = self._commands[name]
+        try:
+            return await self._pipe.execute_command("EVALSHA", script.sha, len(keys), *keys,
+                                                    *args)
+        except NoScriptError:  # a restarted Redis lost its script cache: load it again
+            script.sha = await self._pipe.script_load(script.script)
+            return await self._pipe.execute_command("EVALSHA", script.sha, len(keys), *keys,
+                                                    *args)
 
     async def _wait_for_marker(self) -> None:
         """Block on the marker key until a job may be there (or a delayed one is due)."""
@@ -200,6 +211,8 @@ class FastWorker(QueueWorker):
         self._block_until = 0
 
     def _job(self, data: dict[str, Any], job_id: str, token: str) -> Any:
+        if _LeanJob.fits(data):
+            return _LeanJob(self._host, data, job_id, token)
         job = Job.fromJSON(self._host, data, job_id)
         job.token = token
         return job
@@ -245,9 +258,14 @@ class FastWorker(QueueWorker):
             self._active.pop(job.id, None)
             return None
         try:
-            keys, args = self._scripts.moveToCompletedArgs(
-                job, result, job.opts.get("removeOnComplete", False), token,
-                not self._closing)
+            if isinstance(job, _LeanJob):
+                keys, args = self._complete.build(
+                    job.id, job.attempts, job.attemptsMade,
+                    job.opts.get("removeOnComplete", False), token, result, not self._closing)
+            else:
+                keys, args = self._scripts.moveToCompletedArgs(
+                    job, result, job.opts.get("removeOnComplete", False), token,
+                    not self._closing)
             raw = await self._scripts_call("moveToFinished", keys, args)
         except _CONNECTION_ERRORS as exc:
             log.error("job %s on %s finished but Redis is unavailable (%s); its lock will "
@@ -271,6 +289,8 @@ class FastWorker(QueueWorker):
 
     async def _fail(self, job: Any, exc: BaseException, token: str) -> None:
         extra = {"queue": self.queue, "job_id": job.id}
+        if isinstance(job, _LeanJob):
+            job = job.bull()
         try:
             await job.moveToFailed(exc, token)
         except Exception as error:
@@ -340,8 +360,71 @@ class FastWorker(QueueWorker):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._closed = True
+        await self._pipe.aclose()
         await self._service.connection.release_worker_client(self._client)
         log.info("worker for %s closed", self.queue, extra={"queue": self.queue})
+
+
+#: Fields of a job hash (and of its encoded options) that need bullmq's own ``Job``:
+#: flows (parents), job schedulers, deduplication. Such jobs take bullmq's path.
+_BULL_ONLY_FIELDS = ("parentKey", "parent", "rjk")
+_BULL_ONLY_OPTS = ("fpof", "cpof", "idof", "rdof", "parent", "repeat", "de")
+
+
+class _LeanJob:
+    """A job read straight from its hash: what the hot path needs, nothing more.
+
+    The fields mirror bullmq's ``Job`` (same names, same parsing); :meth:`bull` builds the
+    real ``Job`` for the rare paths (failure, progress, logs).
+    """
+
+    __slots__ = ("_bull", "_host", "attempts", "attemptsMade", "data", "deferredFailure",
+                 "delay", "failedReason", "finishedOn", "id", "name", "opts", "priority",
+                 "processedOn", "progress", "raw", "returnvalue", "stalledCounter",
+                 "timestamp", "token")
+
+    def __init__(self, host: _JobHost, raw: dict[str, Any], job_id: str, token: str) -> None:
+        self._host = host
+        self._bull: Any = None
+        self.raw = raw
+        self.id = job_id
+        self.token = token
+        self.name = raw.get("name")
+        self.data = json.loads(raw.get("data", "{}"))
+        self.opts: dict[str, Any] = json.loads(raw.get("opts", "{}"))
+        self.attempts = self.opts.get("attempts", 1)
+        self.attemptsMade = int(raw.get("attemptsMade") or raw.get("atm") or 0)
+        self.timestamp = int(raw.get("timestamp") or 0)
+        self.processedOn = int(raw.get("processedOn") or 0)
+        self.finishedOn = 0
+        self.progress = json.loads(raw["progress"]) if "progress" in raw else 0
+        self.delay = int(raw.get("delay") or 0)
+        self.priority = int(raw.get("priority") or 0)
+        self.deferredFailure = raw.get("defa")
+        self.stalledCounter = int(raw.get("stc") or 0)
+        self.failedReason = raw.get("failedReason")
+        self.returnvalue = None
+
+    @staticmethod
+    def fits(raw: dict[str, Any]) -> bool:
+        """Whether the lean path can handle this job hash."""
+        if any(field in raw for field in _BULL_ONLY_FIELDS):
+            return False
+        opts = raw.get("opts", "")
+        return not any(f'"{name}"' in opts for name in _BULL_ONLY_OPTS)
+
+    def bull(self) -> Any:
+        """bullmq's ``Job`` for this job (built once)."""
+        if self._bull is None:
+            self._bull = Job.fromJSON(self._host, self.raw, self.id)
+            self._bull.token = self.token
+        return self._bull
+
+    async def updateProgress(self, progress: Any) -> None:  # noqa: N802 - bullmq's name
+        await self.bull().updateProgress(progress)
+
+    async def log(self, text: str) -> None:
+        await self.bull().log(text)
 
 
 class _Reporter:

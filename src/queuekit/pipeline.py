@@ -4,6 +4,11 @@ round trip, as ioredis's ``enableAutoPipelining`` does for Node.
 Each caller still awaits its own reply or its own error; only the transport is shared.
 redis-py's ``AsyncScript`` accepts this object as its ``client``, so BullMQ's Lua scripts
 (``EVALSHA``, reloading on ``NOSCRIPT``) go through it unchanged.
+
+Batches are written straight to connections this object keeps (redis-py's ``Pipeline``
+costs about as much per batch as the commands in a small one), and capped at
+``max_batch`` commands: several small batches in flight keep Redis and this process busy
+at the same time, where one large batch makes each wait for the other.
 """
 
 from __future__ import annotations
@@ -12,17 +17,25 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ResponseError
+
+Pending = list[tuple[tuple[Any, ...], "asyncio.Future[Any]"]]
 
 
 class AutoPipeline:
     """Coalesces concurrent commands into pipelined batches (no MULTI: no transaction)."""
 
-    def __init__(self, client: Redis, max_batch: int = 512) -> None:
+    def __init__(self, client: Redis, max_batch: int = 64,
+                 timeout: float | None = None) -> None:
         self._client = client
+        self._pool = client.connection_pool
         self._max_batch = max_batch
-        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._timeout = timeout
+        self._pending: Pending = []
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
+        self._idle: list[AbstractConnection] = []
         self.batches = 0
         self.commands = 0
 
@@ -55,27 +68,47 @@ class AutoPipeline:
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: Pending) -> None:
         self.batches += 1
         self.commands += len(batch)
+        healthy = False
+        connection: AbstractConnection | None = None
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for args, _ in batch:
-                    pipe.execute_command(*args)
-                results = await pipe.execute(raise_on_error=False)
+            connection = (self._idle.pop() if self._idle
+                          else await self._pool.get_connection())  # type: ignore[no-untyped-call]
+            async with asyncio.timeout(self._timeout):
+                await connection.send_packed_command(
+                    connection.pack_commands([args for args, _ in batch]), check_health=False)
+                for _, future in batch:
+                    try:
+                        reply = await connection.read_response()
+                    except ResponseError as error:  # this command's error, not the batch's
+                        if not future.done():
+                            future.set_exception(error)
+                        continue
+                    if not future.done():
+                        future.set_result(reply)
+            healthy = True
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
             raise
-        except Exception as exc:  # the transport failed: every caller gets the error
+        except Exception as exc:  # the transport failed: every waiting caller gets it
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+        finally:
+            if connection is not None:
+                if healthy:
+                    self._idle.append(connection)
+                else:
+                    await connection.disconnect()
+                    await self._pool.release(connection)
+
+    async def aclose(self) -> None:
+        """Wait for batches in flight, then give the kept connections back to the pool."""
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await self._pool.release(connection)

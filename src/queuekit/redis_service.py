@@ -21,6 +21,7 @@ import bullmq
 from bullmq.custom_errors import UnrecoverableError as BullUnrecoverableError
 
 from queuekit.breaker import AsyncCircuitBreaker, make_breaker
+from queuekit.commands import AddJobCommand
 from queuekit.connection import QueueConnection
 from queuekit.errors import PayloadValidationError, UnrecoverableError
 from queuekit.events import EventStream, EventType, QueueEvent
@@ -32,6 +33,7 @@ from queuekit.keys import (
     queue_of_meta_key,
     rate_limit_key,
 )
+from queuekit.pipeline import AutoPipeline
 from queuekit.queues import QueueRegistry
 from queuekit.ratelimit import RateLimiter, RedisRateLimiter
 from queuekit.service import (
@@ -408,6 +410,9 @@ class RedisQueueService(QueueService):
             make_breaker(self.settings.breaker), target=f"Redis at {self.connection.url}"
         )
         self._queues: dict[str, Any] = {}
+        self._pipe = AutoPipeline(self.connection.batch_client,
+                                  timeout=self.settings.redis.socket_timeout)
+        self._add_commands: dict[str, AddJobCommand] = {}
 
     @classmethod
     async def connect(cls, settings: QueuekitSettings | None = None,
@@ -444,9 +449,13 @@ class RedisQueueService(QueueService):
         return queue
 
     async def _add(self, job: PreparedJob) -> str:
-        queue = self.get_queue(job.queue)
-        bull_job = await self.breaker.call(lambda: queue.add(job.name, job.wire, job.opts))
-        return str(bull_job.id)
+        command = self._add_commands.get(job.queue)
+        if command is None:
+            command = AddJobCommand(self.get_queue(job.queue), self._pipe)
+            self._add_commands[job.queue] = command
+        # bullmq's add script, sent through the auto-pipeline: concurrent adds of this
+        # process share one round trip.
+        return await self.breaker.call(lambda: command(job.name, job.wire, job.opts))
 
     async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
         queue = self.get_queue(jobs[0].queue)
@@ -563,6 +572,7 @@ class RedisQueueService(QueueService):
             except Exception as exc:
                 log.warning("closing queue %s: %s", name, exc, extra={"queue": name})
         self._queues.clear()
+        await self._pipe.aclose()
         if self._owns_connection:
             await self.connection.close()
 

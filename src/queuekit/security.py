@@ -25,10 +25,17 @@ class SensitiveKeyPolicy:
 
     def __init__(self, keys: Iterable[str]) -> None:
         self.keys: tuple[str, ...] = tuple(sorted({normalise_key(k) for k in keys if k}))
+        # Payloads repeat the same few keys: remember each verdict (bounded).
+        self._seen: dict[str, bool] = {}
 
     def _matches(self, key: str) -> bool:
-        norm = normalise_key(key)
-        return any(norm == k or norm.endswith(k) for k in self.keys)
+        verdict = self._seen.get(key)
+        if verdict is None:
+            norm = normalise_key(key)
+            verdict = any(norm.endswith(k) for k in self.keys)
+            if len(self._seen) < 10_000:
+                self._seen[key] = verdict
+        return verdict
 
     def _walk(self, value: Any, path: str) -> Iterator[str]:
         if isinstance(value, Mapping):
@@ -41,8 +48,23 @@ class SensitiveKeyPolicy:
             for index, item in enumerate(value):
                 yield from self._walk(item, f"{path}[{index}]")
 
+    def _clean(self, value: Any) -> bool:
+        """True when no key at any depth looks like a secret (the fast, common answer)."""
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if self._matches(str(key)):
+                    return False
+                if isinstance(item, Mapping | list | tuple) and not self._clean(item):
+                    return False
+        elif isinstance(value, list | tuple):
+            return all(self._clean(item) for item in value
+                       if isinstance(item, Mapping | list | tuple))
+        return True
+
     def check(self, payload: Mapping[str, Any], subject: str) -> None:
         """Raise :class:`SensitiveDataError` naming every secret-looking key in ``payload``."""
+        if self._clean(payload):
+            return
         found = list(self._walk(payload, ""))
         if found:
             raise SensitiveDataError(

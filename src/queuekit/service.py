@@ -159,6 +159,7 @@ class QueueService(abc.ABC):
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._rate_limiter: RateLimiter | None = None
+        self._default_opts = JobOptions().to_bullmq(self.settings.jobs)
 
     # -- adding jobs -------------------------------------------------------------
 
@@ -175,7 +176,9 @@ class QueueService(abc.ABC):
             raise PayloadValidationError(
                 "job", [FieldError("name", "must be a non-empty string")]
             )
-        opts = validate_model(JobOptions, options if options is not None else {}, "job options")
+        if options is None:  # the common case: the configured defaults, computed once
+            return PreparedJob(queue, name, payload, wire, dict(self._default_opts))
+        opts = validate_model(JobOptions, options, "job options")
         return PreparedJob(queue, name, payload, wire, opts.to_bullmq(self.settings.jobs))
 
     async def add_job(self, queue: str, name: str, data: JobData,

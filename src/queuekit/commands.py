@@ -1,0 +1,144 @@
+"""BullMQ's add-job script calls, built by queuekit for the hot path.
+
+``bullmq.Queue.add`` builds a ``Job`` object, re-derives keys and options and packs them
+on every call; that is most of an add's client CPU. :class:`AddJobCommand` builds the
+same ``EVALSHA`` (same Lua script, same keys, same msgpack/JSON arguments as bullmq's
+``Scripts.addJob``: a test checks them against bullmq's own) from what queuekit already
+validated, with the per-queue parts computed once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+from redis.exceptions import NoScriptError
+
+from queuekit.pipeline import AutoPipeline
+
+_STANDARD_KEYS = ("wait", "paused", "meta", "id", "completed", "delayed", "active", "events",
+                  "marker")
+_DELAYED_KEYS = ("marker", "meta", "id", "delayed", "completed", "events")
+_PRIORITIZED_KEYS = ("marker", "meta", "id", "prioritized", "delayed", "completed", "active",
+                     "events", "pc")
+
+
+def bullmq_job_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a bullmq ``Job`` stores for ``opts`` (its ``attempts``/``delay`` defaults,
+    backoff normalised: an int is a fixed delay)."""
+    final: dict[str, Any] = {"attempts": 0, "delay": 0, **opts}
+    backoff = opts.get("backoff")
+    if isinstance(backoff, int) and not isinstance(backoff, bool):
+        backoff = {"type": "fixed", "delay": backoff}
+    final["backoff"] = backoff or None
+    return final
+
+
+class AddJobCommand:
+    """``addStandardJob`` / ``addDelayedJob`` / ``addPrioritizedJob`` for one queue."""
+
+    def __init__(self, bull_queue: Any, pipe: AutoPipeline) -> None:
+        scripts = bull_queue.scripts
+        self._scripts = scripts
+        self._prefix_key = scripts.keys[""]
+        self._commands = scripts.commands
+        self._pipe = pipe
+        self._keys = {
+            "addStandardJob": scripts.getKeys(list(_STANDARD_KEYS)),
+            "addDelayedJob": scripts.getKeys(list(_DELAYED_KEYS)),
+            "addPrioritizedJob": scripts.getKeys(list(_PRIORITIZED_KEYS)),
+        }
+        self._packed_opts: dict[int, bytes] = {}
+
+    def build(self, name: str, data: Any, opts: Mapping[str, Any],
+              timestamp: int | None = None) -> tuple[str, list[str], list[Any]]:
+        """(script name, keys, args) exactly as bullmq's ``Scripts.addJob`` sends them."""
+        if timestamp is None:
+            timestamp = round(time.time() * 1000)
+        packed_args = msgpack.packb(
+            [self._prefix_key, opts.get("jobId") or "", name, timestamp,
+             None, None, None, None, None],
+            use_bin_type=True,
+        )
+        args: list[Any] = [
+            packed_args,
+            json.dumps(data, separators=(",", ":"), allow_nan=False),
+            msgpack.packb(bullmq_job_opts(opts)),
+        ]
+        delay = opts.get("delay")
+        if delay:
+            script = "addDelayedJob"
+            args.append(delay)
+        elif opts.get("priority"):
+            script = "addPrioritizedJob"
+            args.append(opts["priority"])
+        else:
+            script = "addStandardJob"
+            args.append(timestamp)
+        return script, self._keys[script], args
+
+    async def __call__(self, name: str, data: Any, opts: Mapping[str, Any]) -> str:
+        """Add one job; return its id (bullmq's errors for negative codes)."""
+        script_name, keys, args = self.build(name, data, opts)
+        script = self._commands[script_name]
+        try:
+            result = await self._pipe.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:  # a restarted server lost its script cache
+            script.sha = await self._pipe.script_load(script.script)
+            result = await self._pipe.evalsha(script.sha, len(keys), *keys, *args)
+        if isinstance(result, int) and result < 0:
+            raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
+        return str(result)
+
+
+def keep_jobs(remove: object) -> dict[str, Any]:
+    """BullMQ's ``keepJobs`` for a ``removeOnComplete`` / ``removeOnFail`` option."""
+    if isinstance(remove, bool):
+        return {"count": 0} if remove else {"count": -1}
+    if isinstance(remove, int):
+        return {"count": remove}
+    if isinstance(remove, Mapping):
+        return dict(remove)
+    return {"count": -1}
+
+
+class CompleteJobCommand:
+    """``moveToFinished`` (completed) with fetch-next, as bullmq's
+    ``Scripts.moveToCompletedArgs`` builds it (a test checks them against each other)."""
+
+    def __init__(self, scripts: Any, lock_duration: int) -> None:
+        self._prefix_key = scripts.keys[""]
+        self._keys = scripts.getKeys(["wait", "active", "prioritized", "events", "stalled",
+                                      "limiter", "delayed", "paused", "meta", "pc",
+                                      "completed"])
+        self._metrics = scripts.toKey("metrics:completed")
+        self._marker = scripts.keys["marker"]
+        self._lock_duration = lock_duration
+
+    def build(self, job_id: str, attempts: int, attempts_made: int, remove: object,
+              token: str, value: Any, fetch_next: bool,
+              timestamp: int | None = None) -> tuple[list[str], list[Any]]:
+        """(keys, args) of the script call."""
+        if timestamp is None:
+            timestamp = round(time.time() * 1000)
+        packed = msgpack.packb({
+            "token": token,
+            "keepJobs": keep_jobs(remove),
+            "limiter": None,
+            "lockDuration": self._lock_duration,
+            "attempts": attempts,
+            "attemptsMade": attempts_made,
+            "maxMetricsSize": "",
+            "fpof": False,
+            "cpof": False,
+            "idof": False,
+            "rdof": False,
+        }, use_bin_type=True)
+        keys = [*self._keys, f"{self._prefix_key}{job_id}", self._metrics, self._marker]
+        args = [job_id, timestamp, "returnvalue",
+                json.dumps(value, separators=(",", ":"), allow_nan=False) or "",
+                "completed", "1" if fetch_next else "", self._prefix_key, packed]
+        return keys, args
