@@ -36,7 +36,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from queuekit.commands import CompleteJobCommand
 from queuekit.errors import PayloadValidationError, UnrecoverableError
 from queuekit.pipeline import AutoPipeline
-from queuekit.redis_service import STALLED_TOO_OFTEN, raw_from_bull, stalled_reason, worker_name
+from queuekit.redis_service import (
+    STALLED_TOO_OFTEN,
+    BullJobReporter,
+    raw_from_bull,
+    stalled_reason,
+    worker_name,
+)
 from queuekit.service import Processor, QueueWorker, normalise_result
 
 if TYPE_CHECKING:
@@ -103,7 +109,6 @@ class FastWorker(QueueWorker):
         self._drained = False
         self._block_until = 0
         self._closing = False
-        self._forced = False
         self._closed = False
         self._waiting: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -240,7 +245,7 @@ class FastWorker(QueueWorker):
                 raise BullUnrecoverableError(reason)
             try:
                 context = self._service._context(self.queue, raw_from_bull(job, "active"),
-                                                 _Reporter(job))
+                                                 BullJobReporter(job))
             except PayloadValidationError as exc:
                 log.error("job %s on %s rejected: %s", job.id, self.queue, exc, extra=extra)
                 raise BullUnrecoverableError(str(exc)) from exc
@@ -349,7 +354,6 @@ class FastWorker(QueueWorker):
         if work:
             _, pending = await asyncio.wait(work, timeout=timeout)
             if pending:
-                self._forced = True
                 log.warning("worker for %s: %d job(s) still active after %s s; forcing "
                             "close (their locks expire and another worker re-runs them)",
                             self.queue, len(pending), timeout, extra={"queue": self.queue})
@@ -426,15 +430,3 @@ class _LeanJob:
     async def log(self, text: str) -> None:
         await self.bull().log(text)
 
-
-class _Reporter:
-    """Progress and logs of a job processed by the fast engine."""
-
-    def __init__(self, job: Any) -> None:
-        self._job = job
-
-    async def update_progress(self, progress: Any) -> None:
-        await self._job.updateProgress(progress)
-
-    async def log(self, text: str) -> None:
-        await self._job.log(text)

@@ -55,8 +55,8 @@ _POLL_START = 0.005
 _POLL_CAP = 0.1
 
 
-class _BullReporter:
-    """Progress and logs of a bullmq job."""
+class BullJobReporter:
+    """Progress and logs of a bullmq job (or anything with its ``updateProgress``/``log``)."""
 
     def __init__(self, job: Any) -> None:
         self._job = job
@@ -204,7 +204,7 @@ class RedisWorker(QueueWorker):
     async def _process(self, job: Any, token: str) -> Any:
         raw = raw_from_bull(job, "active")
         try:
-            context = self._service._context(self.queue, raw, _BullReporter(job))
+            context = self._service._context(self.queue, raw, BullJobReporter(job))
         except PayloadValidationError as exc:
             log.error("job %s on %s rejected: %s", raw.id, self.queue, exc,
                       extra={"queue": self.queue, "job_id": raw.id})
