@@ -1,0 +1,1 @@
+"""Node BullMQ interop: jobs cross between queuekit and Node BullMQ in both directions."""
