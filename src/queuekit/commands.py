@@ -80,6 +80,27 @@ class AddJobCommand:
             args.append(timestamp)
         return script, self._keys[script], args
 
+    async def add_many(self, client: Any,
+                       calls: list[tuple[str, list[str], list[Any]]]) -> list[str]:
+        """Send built calls in one MULTI/EXEC (as bullmq's ``addBulk``); return the ids.
+
+        The scripts are loaded first: a ``NOSCRIPT`` inside the transaction would fail
+        some adds while the others went through.
+        """
+        scripts = {name: self._commands[name] for name, _, _ in calls}
+        loaded = await client.script_exists(*(script.sha for script in scripts.values()))
+        for script, present in zip(scripts.values(), loaded, strict=True):
+            if not present:
+                script.sha = await client.script_load(script.script)
+        async with client.pipeline(transaction=True) as pipe:
+            for name, keys, args in calls:
+                pipe.execute_command("EVALSHA", scripts[name].sha, len(keys), *keys, *args)
+            results = await pipe.execute()
+        for result in results:
+            if isinstance(result, int) and result < 0:
+                raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
+        return [str(result) for result in results]
+
     async def __call__(self, name: str, data: Any, opts: Mapping[str, Any]) -> str:
         """Add one job; return its id (bullmq's errors for negative codes)."""
         script_name, keys, args = self.build(name, data, opts)

@@ -410,7 +410,7 @@ class RedisQueueService(QueueService):
             make_breaker(self.settings.breaker), target=f"Redis at {self.connection.url}"
         )
         self._queues: dict[str, Any] = {}
-        self._pipe = AutoPipeline(self.connection.batch_client,
+        self._pipe = AutoPipeline(self.connection.batch_client, max_batch=8,
                                   timeout=self.settings.redis.socket_timeout)
         self._add_commands: dict[str, AddJobCommand] = {}
 
@@ -448,20 +448,23 @@ class RedisQueueService(QueueService):
             log.debug("queue %s initialised", name, extra={"queue": name})
         return queue
 
-    async def _add(self, job: PreparedJob) -> str:
-        command = self._add_commands.get(job.queue)
+    def _add_command(self, queue: str) -> AddJobCommand:
+        command = self._add_commands.get(queue)
         if command is None:
-            command = AddJobCommand(self.get_queue(job.queue), self._pipe)
-            self._add_commands[job.queue] = command
+            command = AddJobCommand(self.get_queue(queue), self._pipe)
+            self._add_commands[queue] = command
+        return command
+
+    async def _add(self, job: PreparedJob) -> str:
+        command = self._add_command(job.queue)
         # bullmq's add script, sent through the auto-pipeline: concurrent adds of this
         # process share one round trip.
         return await self.breaker.call(lambda: command(job.name, job.wire, job.opts))
 
     async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
-        queue = self.get_queue(jobs[0].queue)
-        entries = [{"name": j.name, "data": j.wire, "opts": j.opts} for j in jobs]
-        bull_jobs = await self.breaker.call(lambda: queue.addBulk(entries))
-        return [str(j.id) for j in bull_jobs]
+        command = self._add_command(jobs[0].queue)
+        calls = [command.build(job.name, job.wire, job.opts) for job in jobs]
+        return await self.breaker.call(lambda: command.add_many(self.connection.client, calls))
 
     def _start_worker(self, queue: str, processor: Processor, concurrency: int) -> QueueWorker:
         if self.settings.worker.engine == "fast":
