@@ -5,8 +5,10 @@ Each caller still awaits its own reply or its own error; only the transport is s
 redis-py's ``AsyncScript`` accepts this object as its ``client``, so BullMQ's Lua scripts
 (``EVALSHA``, reloading on ``NOSCRIPT``) go through it unchanged.
 
-Batches are written straight to connections this object keeps (redis-py's ``Pipeline``
-costs about as much per batch as the commands in a small one), and capped at
+The first command while nothing is in flight goes out at once; commands issued while
+a batch is in flight gather into the next. Batches are written straight to connections
+this object keeps (redis-py's ``Pipeline`` costs about as much per batch as the commands
+in a small one), and capped at
 ``max_batch`` commands: several small batches in flight keep Redis and this process busy
 at the same time, where one large batch makes each wait for the other.
 """
@@ -44,7 +46,9 @@ class AutoPipeline:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((args, future))
-        if len(self._pending) >= self._max_batch:
+        if len(self._pending) >= self._max_batch or not self._sending:
+            # Nothing in flight: send now (a lone caller pays no extra loop turn); while a
+            # batch is in flight, later callers gather into the next one.
             self._flush()
         elif not self._scheduled:
             self._scheduled = True

@@ -151,7 +151,7 @@ async def test_pipeline_batches_and_keeps_errors_per_command() -> None:
     assert results[0] == "a"
     assert isinstance(results[1], ResponseError)
     assert results[2] == "c"
-    assert (pipe.batches, pipe.commands) == (1, 3)
+    assert (pipe.batches, pipe.commands) == (2, 3)  # the first goes at once, two batch
     assert len(connection.sent) == 3
     await pipe.aclose()
     assert pipe._idle == []
