@@ -323,6 +323,8 @@ class FastWorker(QueueWorker):
                             extra={"queue": self.queue})
                 continue
             for job_id in lost or []:
+                if self._active.get(job_id) != dict(zip(ids, tokens, strict=True))[job_id]:
+                    continue  # it finished while the renewal was in flight: not lost
                 log.warning("job %s on %s lost its lock", job_id, self.queue,
                             extra={"queue": self.queue, "job_id": job_id})
 
