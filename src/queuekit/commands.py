@@ -19,6 +19,9 @@ from redis.exceptions import NoScriptError
 
 from queuekit.pipeline import AutoPipeline
 
+#: BullMQ's compact JSON; one encoder, built once (json.dumps builds one per call).
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
 _STANDARD_KEYS = ("wait", "paused", "meta", "id", "completed", "delayed", "active", "events",
                   "marker")
 _DELAYED_KEYS = ("marker", "meta", "id", "delayed", "completed", "events")
@@ -65,7 +68,7 @@ class AddJobCommand:
         )
         args: list[Any] = [
             packed_args,
-            json.dumps(data, separators=(",", ":"), allow_nan=False),
+            _dumps(data),
             msgpack.packb(bullmq_job_opts(opts)),
         ]
         delay = opts.get("delay")
@@ -160,6 +163,6 @@ class CompleteJobCommand:
         }, use_bin_type=True)
         keys = [*self._keys, f"{self._prefix_key}{job_id}", self._metrics, self._marker]
         args = [job_id, timestamp, "returnvalue",
-                json.dumps(value, separators=(",", ":"), allow_nan=False) or "",
+                _dumps(value) or "",
                 "completed", "1" if fetch_next else "", self._prefix_key, packed]
         return keys, args

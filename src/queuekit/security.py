@@ -61,6 +61,10 @@ class SensitiveKeyPolicy:
                        if isinstance(item, Mapping | list | tuple))
         return True
 
+    def check_keys(self, keys: Iterable[str]) -> bool:
+        """True when none of ``keys`` looks like a secret."""
+        return not any(self._matches(key) for key in keys)
+
     def check(self, payload: Mapping[str, Any], subject: str) -> None:
         """Raise :class:`SensitiveDataError` naming every secret-looking key in ``payload``."""
         if self._clean(payload):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import datetime as dt
 import logging
 import time
+import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -107,6 +109,31 @@ class HealthReport:
     reasons: tuple[str, ...] = ()
 
 
+_SCALARS = (str, int, float, bool, dt.date, dt.datetime, type(None))
+
+
+def dynamic_fields(model: type[JobPayload],
+                   policy: SensitiveKeyPolicy) -> tuple[str, ...] | bool:
+    """Which wire keys of ``model`` must be walked for secret-looking keys.
+
+    A field whose type is a scalar (or a Literal of scalars) can only appear under its own
+    name, checked here once; ``True`` means walk the whole payload (a field name itself
+    looks like a secret, so every payload of the model is refused with the usual error).
+    """
+    names = [info.alias or name for name, info in model.model_fields.items()]
+    if not policy.check_keys(names):
+        return True
+    dynamic = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        args = typing.get_args(annotation)
+        scalar = annotation in _SCALARS or (
+            bool(args) and all(isinstance(a, _SCALARS) or a in _SCALARS for a in args))
+        if not scalar:
+            dynamic.append(info.alias or name)
+    return tuple(dynamic)
+
+
 def normalise_result(result: object) -> Any:
     """A processor's return value as the JSON-ready value stored on the job."""
     if result is None:
@@ -160,6 +187,7 @@ class QueueService(abc.ABC):
         self._close_task: asyncio.Task[None] | None = None
         self._rate_limiter: RateLimiter | None = None
         self._default_opts = JobOptions().to_bullmq(self.settings.jobs)
+        self._dynamic_fields: dict[type[JobPayload], tuple[str, ...] | bool] = {}
 
     # -- adding jobs -------------------------------------------------------------
 
@@ -171,7 +199,13 @@ class QueueService(abc.ABC):
         subject = f"payload for queue {queue!r}"
         payload = validate_model(model, data, subject)
         wire = payload.to_wire()
-        self._sensitive.check(wire, subject)
+        dynamic = self._dynamic_fields.get(model)
+        if dynamic is None:
+            dynamic = self._dynamic_fields[model] = dynamic_fields(model, self._sensitive)
+        if dynamic is True:
+            self._sensitive.check(wire, subject)
+        elif dynamic:  # only fields that can hold arbitrary keys need a walk
+            self._sensitive.check({k: wire[k] for k in dynamic if k in wire}, subject)
         if not isinstance(name, str) or not name.strip():
             raise PayloadValidationError(
                 "job", [FieldError("name", "must be a non-empty string")]

@@ -36,3 +36,39 @@ def test_every_match_is_reported_and_the_list_is_configurable() -> None:
     with pytest.raises(SensitiveDataError):
         custom.check({"IBAN": "DE00"}, "payload")
     assert normalise_key("Access-Token") == "accesstoken"
+
+
+def test_only_fields_that_can_hold_keys_are_walked() -> None:
+    from typing import Any, Literal
+
+    from queuekit import JobPayload, NotificationJobData, QueueRegistry
+    from queuekit.service import dynamic_fields
+    from queuekit.testing import InMemoryQueueService
+
+    class Scalars(JobPayload):
+        user_id: str
+        kind: Literal["a", "b"]
+        count: int | None = None
+
+    class Nested(JobPayload):
+        user_id: str
+        meta: dict[str, Any]
+
+    class Leaky(JobPayload):
+        user_id: str
+        api_key: str
+
+    assert dynamic_fields(Scalars, POLICY) == ()
+    assert dynamic_fields(Nested, POLICY) == ("meta",)
+    assert dynamic_fields(NotificationJobData, POLICY) == ("data",)
+    assert dynamic_fields(Leaky, POLICY) is True
+
+    registry = QueueRegistry({"nested": Nested, "leaky": Leaky})
+    qs = InMemoryQueueService(registry=registry)
+    with pytest.raises(SensitiveDataError) as caught:
+        qs.prepare_job("nested", "x", {"userId": "u", "meta": {"deep": [{"Token": 1}]}})
+    assert caught.value.fields == ("meta.deep[0].Token",)
+    with pytest.raises(SensitiveDataError) as caught:
+        qs.prepare_job("leaky", "x", {"userId": "u", "apiKey": "k"})
+    assert caught.value.fields == ("apiKey",)
+    qs.prepare_job("nested", "x", {"userId": "u", "meta": {"deep": [{"tokens_used": 1}]}})
