@@ -169,6 +169,13 @@ class FastWorker(QueueWorker):
                             self.queue, exc, self._retry_delay, extra={"queue": self.queue})
                 await asyncio.sleep(self._retry_delay)
                 continue
+            except Exception as exc:
+                # An error answer (e.g. OOM under maxmemory): keep the worker alive, as
+                # bullmq's does, and try again after the retry delay.
+                log.error("worker for %s: fetching a job failed (%s); retrying in %g s",
+                          self.queue, exc, self._retry_delay, extra={"queue": self.queue})
+                await asyncio.sleep(self._retry_delay)
+                continue
             if data:
                 self._drained = False
                 return self._job(data, job_id, token)

@@ -16,6 +16,8 @@ import pytest
 
 from queuekit import (
     CircuitOpenError,
+    JobContext,
+    JobResult,
     JobState,
     PayloadValidationError,
     QueueUnavailableError,
@@ -280,3 +282,32 @@ async def test_failed_adds_alone_open_the_breaker_and_half_open_admits_one_add(
         *(qs.add_job(FAULTS, "trial", work(f"t{n}")) for n in range(10)),
         return_exceptions=True)
     assert sum(not isinstance(o, BaseException) for o in outcomes) == 1, outcomes
+
+
+async def test_fast_worker_survives_an_error_answer_and_resumes(
+    faults_service: ServiceFactory, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis answering with an error (not a dropped connection) must not stop the worker."""
+    from queuekit.engine import FastWorker
+
+    qs = await faults_service(worker={"run_retry_delay": 100, "engine": "fast"})
+    done = asyncio.Event()
+
+    async def process(job: JobContext[Any]) -> JobResult:
+        done.set()
+        return JobResult(success=True)
+
+    worker = qs.create_worker(FAULTS, process)
+    assert isinstance(worker, FastWorker)
+    script = worker._commands["moveToActive"]
+    original, good_sha = script.script, script.sha
+    # An unknown sha makes the worker load the script again; this body answers an error.
+    script.script, script.sha = "return redis.error_reply('ERR simulated')", "0" * 40
+    failure = "fetching a job failed (simulated)"
+    await eventually(lambda: asyncio.sleep(0, caplog.text.count(failure)),
+                     lambda seen: seen >= 2, timeout=5)
+    assert worker.running
+    script.script, script.sha = original, good_sha
+    job = await qs.add_job(FAULTS, "after", work("after"))
+    await asyncio.wait_for(done.wait(), timeout=10)
+    assert (await qs.wait_for_job(FAULTS, job.id, timeout=10)).state == "completed"
