@@ -112,9 +112,12 @@ async def test_payload_is_camelcase_json_as_node_expects(
 
 
 async def test_invalid_payload_leaves_redis_untouched(
-    make_settings: SettingsFactory, redis_server: RedisServer, key_prefix: str
+    make_settings: SettingsFactory, private_server: RedisServer, key_prefix: str
 ) -> None:
-    qs = await RedisQueueService.connect(make_settings())
+    # A server of its own: on the shared one, other tests' keys expire meanwhile and
+    # DBSIZE moves for reasons that have nothing to do with this test.
+    redis_server = private_server
+    qs = await RedisQueueService.connect(make_settings(redis={"url": redis_server.url}))
     try:
         await qs.add_job(BANK, "sync", SYNC)  # the queue exists: its keys are there
         before = prefix_keys(redis_server, key_prefix)
