@@ -34,16 +34,15 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from queuekit.commands import CompleteJobCommand
-from queuekit.errors import PayloadValidationError, UnrecoverableError
 from queuekit.pipeline import AutoPipeline
 from queuekit.redis_service import (
     STALLED_TOO_OFTEN,
-    BullJobReporter,
-    raw_from_bull,
+    log_failure,
+    run_job,
     stalled_reason,
     worker_name,
 )
-from queuekit.service import Processor, QueueWorker, normalise_result
+from queuekit.service import Processor, QueueWorker
 
 if TYPE_CHECKING:
     from queuekit.redis_service import RedisQueueService
@@ -250,16 +249,7 @@ class FastWorker(QueueWorker):
                 if reason == STALLED_TOO_OFTEN:
                     reason = stalled_reason(int(job.stalledCounter or 0), self._max_stalled)
                 raise BullUnrecoverableError(reason)
-            try:
-                context = self._service._context(self.queue, raw_from_bull(job, "active"),
-                                                 BullJobReporter(job))
-            except PayloadValidationError as exc:
-                log.error("job %s on %s rejected: %s", job.id, self.queue, exc, extra=extra)
-                raise BullUnrecoverableError(str(exc)) from exc
-            try:
-                result = normalise_result(await self.processor(context))
-            except UnrecoverableError as exc:
-                raise BullUnrecoverableError(str(exc)) from exc
+            result = await run_job(self._service, self.queue, self.processor, job)
         except asyncio.CancelledError:
             # Forced close: the job keeps its lock until it expires, then the stalled
             # check of any worker moves it back to wait (at-least-once).
@@ -309,11 +299,7 @@ class FastWorker(QueueWorker):
             log.error("job %s on %s failed (%s) and could not be moved to failed: %s",
                       job.id, self.queue, exc, error, extra=extra)
             return
-        attempts = int(job.opts.get("attempts", 1) or 1)
-        final = isinstance(exc, BullUnrecoverableError) or job.attemptsMade >= attempts
-        log.log(logging.ERROR if final else logging.WARNING,
-                "job %s on %s failed (attempt %d of %d): %s", job.id, self.queue,
-                job.attemptsMade, attempts, exc, extra=extra)
+        log_failure(self.queue, job, exc)
 
     # -- background duties ---------------------------------------------------------------
 

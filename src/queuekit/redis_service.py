@@ -152,6 +152,35 @@ def worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+async def run_job(service: QueueService, queue: str, processor: Processor, job: Any) -> Any:
+    """Run ``processor`` on a bullmq job; return the value to store (both engines).
+
+    A payload that fails validation, or the processor's ``UnrecoverableError``, becomes
+    bullmq's ``UnrecoverableError``: the job fails without further attempts.
+    """
+    raw = raw_from_bull(job, "active")
+    try:
+        context = service._context(queue, raw, BullJobReporter(job))
+    except PayloadValidationError as exc:
+        log.error("job %s on %s rejected: %s", raw.id, queue, exc,
+                  extra={"queue": queue, "job_id": raw.id})
+        raise BullUnrecoverableError(str(exc)) from exc
+    try:
+        result = await processor(context)
+    except UnrecoverableError as exc:
+        raise BullUnrecoverableError(str(exc)) from exc
+    return normalise_result(result)
+
+
+def log_failure(queue: str, job: Any, err: BaseException) -> None:
+    """One line per failed attempt: an error when it was the last, a warning otherwise."""
+    attempts = int(job.opts.get("attempts", 1) or 1)
+    final = isinstance(err, BullUnrecoverableError) or job.attemptsMade >= attempts
+    log.log(logging.ERROR if final else logging.WARNING,
+            "job %s on %s failed (attempt %d of %d): %s", job.id, queue,
+            job.attemptsMade, attempts, err, extra={"queue": queue, "job_id": job.id})
+
+
 class RedisWorker(QueueWorker):
     """A bullmq ``Worker`` on its own connection pool, running our processor wrapper."""
 
@@ -202,32 +231,14 @@ class RedisWorker(QueueWorker):
             log.exception("worker for %s stopped", self.queue, extra={"queue": self.queue})
 
     async def _process(self, job: Any, token: str) -> Any:
-        raw = raw_from_bull(job, "active")
-        try:
-            context = self._service._context(self.queue, raw, BullJobReporter(job))
-        except PayloadValidationError as exc:
-            log.error("job %s on %s rejected: %s", raw.id, self.queue, exc,
-                      extra={"queue": self.queue, "job_id": raw.id})
-            raise BullUnrecoverableError(str(exc)) from exc
-        log.debug("job %s on %s started (attempt %d)", raw.id, self.queue,
-                  raw.attempts_made + 1, extra={"queue": self.queue, "job_id": raw.id})
-        try:
-            result = await self.processor(context)
-        except UnrecoverableError as exc:
-            raise BullUnrecoverableError(str(exc)) from exc
-        return normalise_result(result)
+        return await run_job(self._service, self.queue, self.processor, job)
 
     def _on_completed(self, job: Any, result: Any) -> None:
         log.info("job %s on %s completed", job.id, self.queue,
                  extra={"queue": self.queue, "job_id": job.id})
 
     def _on_failed(self, job: Any, err: BaseException) -> None:
-        attempts = int(job.opts.get("attempts", 1) or 1)
-        final = isinstance(err, BullUnrecoverableError) or job.attemptsMade >= attempts
-        log.log(logging.ERROR if final else logging.WARNING,
-                "job %s on %s failed (attempt %d of %d): %s", job.id, self.queue,
-                job.attemptsMade, attempts, err,
-                extra={"queue": self.queue, "job_id": job.id})
+        log_failure(self.queue, job, err)
 
     def _on_error(self, err: BaseException, job: Any = None) -> None:
         log.error("worker for %s: %s", self.queue, err, extra={"queue": self.queue})
