@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench redis-server clean
+.PHONY: demo test lint typecheck imports unit bench redis-server clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -30,7 +30,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) redis-server lint typecheck
+## The architecture's rules (layers, who may import bullmq ...), from pyproject.toml.
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
+test: $(STAMP) redis-server lint typecheck imports
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
 
 unit: $(STAMP)

@@ -1,10 +1,14 @@
 """queuekit: injectable background jobs on BullMQ and Redis.
 
-The public surface is listed in ``__all__`` (a test keeps it complete and sorted).
+The public surface is listed in ``__all__`` (a test keeps it complete and sorted). The
+Redis names (``RedisQueueService``, ``QueueConnection``, ``ServerInfo``,
+``AsyncCircuitBreaker``) are imported on first use, so a program that only uses the
+in-memory backend never loads bullmq.
 """
 
-from queuekit.breaker import AsyncCircuitBreaker
-from queuekit.connection import QueueConnection, ServerInfo
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from queuekit.errors import (
     CircuitOpenError,
     ConfigurationError,
@@ -29,15 +33,35 @@ from queuekit.payloads import (
     NotificationJobData,
     ReportJobData,
 )
+from queuekit.processors import Processor
 from queuekit.queues import QueueName, QueueRegistry
-from queuekit.redis_service import RedisQueueService
-from queuekit.service import HealthReport, NewJob, Processor, QueueService, QueueWorker
+from queuekit.records import HealthReport, NewJob
+from queuekit.service import QueueService
 from queuekit.settings import (
     BackoffSettings,
     KeepJobs,
     QueuekitSettings,
     load_settings,
 )
+from queuekit.worker import QueueWorker
+
+if _TYPE_CHECKING:
+    from queuekit.redis import AsyncCircuitBreaker, QueueConnection, RedisQueueService, ServerInfo
+
+_REDIS_NAMES = frozenset({"AsyncCircuitBreaker", "QueueConnection", "RedisQueueService",
+                          "ServerInfo"})
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _REDIS_NAMES:
+        import queuekit.redis
+
+        return getattr(queuekit.redis, name)
+    raise AttributeError(f"module 'queuekit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _REDIS_NAMES)
 
 __version__ = "0.1.0"
 

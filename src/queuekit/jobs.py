@@ -138,35 +138,41 @@ class JobOptions(BaseModel):
             raise ValueError("a custom job id cannot contain ':'")
         return value
 
-    def to_bullmq(self, defaults: JobDefaults) -> dict[str, Any]:
-        """The BullMQ ``JobsOptions`` dict: these options over ``defaults``."""
+    def resolve(self, defaults: JobDefaults) -> ResolvedOptions:
+        """These options over ``defaults``: every option with its effective value."""
         backoff = self.backoff if self.backoff is not None else defaults.backoff
-        opts: dict[str, Any] = {
-            "attempts": self.attempts if self.attempts is not None else defaults.attempts,
-            "backoff": (
-                {"type": "fixed", "delay": backoff}
-                if isinstance(backoff, int)
-                else {"type": backoff.type, "delay": backoff.delay}
-            ),
-            "removeOnComplete": _retention(self.remove_on_complete, defaults.remove_on_complete),
-            "removeOnFail": _retention(self.remove_on_fail, defaults.remove_on_fail),
-        }
-        if self.delay:
-            opts["delay"] = self.delay
-        if self.priority:
-            opts["priority"] = self.priority
-        if self.job_id is not None:
-            opts["jobId"] = self.job_id
-        if self.lifo:
-            opts["lifo"] = True
-        return opts
+        if isinstance(backoff, int):
+            backoff = BackoffSettings(type="fixed", delay=backoff)
+        return ResolvedOptions(
+            attempts=self.attempts if self.attempts is not None else defaults.attempts,
+            backoff=backoff,
+            remove_on_complete=(defaults.remove_on_complete if self.remove_on_complete is None
+                                else self.remove_on_complete),
+            remove_on_fail=(defaults.remove_on_fail if self.remove_on_fail is None
+                            else self.remove_on_fail),
+            delay=self.delay or 0,
+            priority=self.priority or 0,
+            job_id=self.job_id,
+            lifo=bool(self.lifo),
+        )
 
 
-def _retention(value: Retention | None, default: KeepJobs) -> bool | int | dict[str, int]:
-    chosen: Retention = default if value is None else value
-    if isinstance(chosen, KeepJobs):
-        return chosen.to_bullmq()
-    return chosen
+@dataclass(frozen=True, slots=True)
+class ResolvedOptions:
+    """A job's options with the defaults applied: what a backend stores and obeys.
+
+    Typed and backend-neutral; the Redis backend turns it into BullMQ's camelCase
+    ``JobsOptions`` (``queuekit.redis.wire``).
+    """
+
+    attempts: int
+    backoff: BackoffSettings
+    remove_on_complete: Retention
+    remove_on_fail: Retention
+    delay: int = 0
+    priority: int = 0
+    job_id: str | None = None
+    lifo: bool = False
 
 
 class JobResult(BaseModel):

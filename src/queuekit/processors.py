@@ -42,10 +42,12 @@ log = logging.getLogger("queuekit.processors")
 P = TypeVar("P", bound=JobPayload)
 H = TypeVar("H", bound="WorkerHost[Any]")
 
-#: What a processor may return (the same as ``queuekit.service.ProcessorResult``).
+#: What a processor may return.
 ProcessorResult = JobResult | Mapping[str, Any] | None
-#: A processor as the backends run it (the same as ``queuekit.service.Processor``).
-ProcessorFunc = Callable[[JobContext[Any]], Awaitable[ProcessorResult]]
+#: A processor as the backends run it: an async function of a :class:`JobContext`.
+Processor = Callable[[JobContext[Any]], Awaitable[ProcessorResult]]
+#: The same type under its older name.
+ProcessorFunc = Processor
 
 
 class WorkerHost(abc.ABC, Generic[P]):
@@ -75,9 +77,9 @@ class WorkerHost(abc.ABC, Generic[P]):
     async def on_progress(self, job: JobContext[P], progress: Progress) -> None:
         """Called after :meth:`process` recorded ``progress``."""
 
-    def as_processor(self) -> ProcessorFunc:
+    def as_processor(self) -> Processor:
         """This instance as a plain processor function (the same object every time)."""
-        bound: ProcessorFunc | None = self.__dict__.get("_queuekit_processor")
+        bound: Processor | None = self.__dict__.get("_queuekit_processor")
         if bound is None:
             bound = _HostProcessor(self)
             self.__dict__["_queuekit_processor"] = bound
@@ -165,7 +167,7 @@ class FunctionProcessor:
     """A plain async function as a plugin's processor of ``queue``."""
 
     queue: str
-    function: ProcessorFunc
+    function: Processor
     concurrency: int | None = None
 
 
@@ -215,7 +217,7 @@ class JobObserver(Protocol):
         """The processor raised ``error`` after ``duration`` seconds."""
 
 
-def observe(function: ProcessorFunc, observers: Sequence[JobObserver]) -> ProcessorFunc:
+def observe(function: Processor, observers: Sequence[JobObserver]) -> Processor:
     """``function`` with every observer told about each attempt.
 
     An observer that raises is logged and skipped: it never fails a job.

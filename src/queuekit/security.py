@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import typing
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from queuekit.errors import FieldError, SensitiveDataError
+from queuekit.payloads import JobPayload
 
 _SEPARATORS = re.compile(r"[^0-9a-z]")
 
@@ -27,6 +30,7 @@ class SensitiveKeyPolicy:
         self.keys: tuple[str, ...] = tuple(sorted({normalise_key(k) for k in keys if k}))
         # Payloads repeat the same few keys: remember each verdict (bounded).
         self._seen: dict[str, bool] = {}
+        self._dynamic: dict[type[JobPayload], tuple[str, ...] | bool] = {}
 
     def _matches(self, key: str) -> bool:
         verdict = self._seen.get(key)
@@ -82,3 +86,40 @@ class SensitiveKeyPolicy:
                     for path in found
                 ],
             )
+
+    def check_payload(self, model: type[JobPayload], wire: Mapping[str, Any],
+                      subject: str) -> None:
+        """:meth:`check` a validated payload of ``model``, walking only the fields whose
+        type can hold arbitrary keys (the others were checked once, by name)."""
+        dynamic = self._dynamic.get(model)
+        if dynamic is None:
+            dynamic = self._dynamic[model] = dynamic_fields(model, self)
+        if dynamic is True:
+            self.check(wire, subject)
+        elif dynamic:
+            self.check({k: wire[k] for k in dynamic if k in wire}, subject)
+
+
+_SCALARS = (str, int, float, bool, dt.date, dt.datetime, type(None))
+
+
+def dynamic_fields(model: type[JobPayload],
+                   policy: SensitiveKeyPolicy) -> tuple[str, ...] | bool:
+    """Which wire keys of ``model`` must be walked for secret-looking keys.
+
+    A field whose type is a scalar (or a Literal of scalars) can only appear under its own
+    name, checked here once; ``True`` means walk the whole payload (a field name itself
+    looks like a secret, so every payload of the model is refused with the usual error).
+    """
+    names = [info.alias or name for name, info in model.model_fields.items()]
+    if not policy.check_keys(names):
+        return True
+    dynamic = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        args = typing.get_args(annotation)
+        scalar = annotation in _SCALARS or (
+            bool(args) and all(isinstance(a, _SCALARS) or a in _SCALARS for a in args))
+        if not scalar:
+            dynamic.append(info.alias or name)
+    return tuple(dynamic)

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import datetime as dt
 import logging
 import time
-import typing
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from queuekit.errors import (
@@ -25,144 +22,24 @@ from queuekit.errors import (
     WorkerError,
 )
 from queuekit.events import EventStream
-from queuekit.jobs import (
-    JobContext,
-    JobInfo,
-    JobOptions,
-    JobReporter,
-    JobResult,
-    JobState,
-    Progress,
-    ms_to_datetime,
-    result_from_wire,
-    validate_model,
-)
-from queuekit.payloads import JobPayload
-from queuekit.processors import WorkerHost
+from queuekit.jobs import JobInfo, JobOptions, JobState, validate_model
+from queuekit.processors import Processor, WorkerHost
 from queuekit.queues import QueueRegistry
 from queuekit.ratelimit import RateLimiter
+from queuekit.records import (
+    LISTABLE_STATES,
+    HealthReport,
+    JobData,
+    NewJob,
+    OptionsArg,
+    PreparedJob,
+    RawJob,
+)
 from queuekit.security import SensitiveKeyPolicy
 from queuekit.settings import QueuekitSettings, load_settings
+from queuekit.worker import QueueWorker
 
 log = logging.getLogger("queuekit")
-
-ProcessorResult = JobResult | Mapping[str, Any] | None
-#: The states :meth:`QueueService.get_jobs` lists.
-LISTABLE_STATES: tuple[str, ...] = (
-    JobState.WAITING, JobState.PRIORITIZED, JobState.DELAYED, JobState.ACTIVE,
-    JobState.COMPLETED, JobState.FAILED,
-)
-Processor = Callable[[JobContext[Any]], Awaitable[ProcessorResult]]
-JobData = JobPayload | Mapping[str, Any]
-OptionsArg = JobOptions | Mapping[str, Any] | None
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """One job of a bulk :meth:`QueueService.add_jobs` call."""
-
-    name: str
-    data: JobData
-    options: OptionsArg = None
-
-
-@dataclass(frozen=True)
-class PreparedJob:
-    """A job that passed every check and is ready to be written."""
-
-    queue: str
-    name: str
-    payload: JobPayload
-    wire: dict[str, Any]
-    opts: dict[str, Any]
-
-
-@dataclass
-class RawJob:
-    """A job as a backend stores it (BullMQ's fields), before it becomes a ``JobInfo``."""
-
-    id: str
-    name: str
-    data: Any
-    opts: Mapping[str, Any]
-    state: str
-    progress: Progress = 0
-    attempts_made: int = 0
-    return_value: Any = None
-    failed_reason: str | None = None
-    timestamp: int = 0
-    processed_on: int = 0
-    finished_on: int = 0
-    delay: int = 0
-    priority: int = 0
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    """What ``QueueService.health()`` says; ``ok`` is False with ``reasons`` when not."""
-
-    ok: bool
-    backend: str
-    redis: str
-    breaker: str
-    workers: dict[str, bool] = field(default_factory=dict)
-    reasons: tuple[str, ...] = ()
-
-
-_SCALARS = (str, int, float, bool, dt.date, dt.datetime, type(None))
-
-
-def dynamic_fields(model: type[JobPayload],
-                   policy: SensitiveKeyPolicy) -> tuple[str, ...] | bool:
-    """Which wire keys of ``model`` must be walked for secret-looking keys.
-
-    A field whose type is a scalar (or a Literal of scalars) can only appear under its own
-    name, checked here once; ``True`` means walk the whole payload (a field name itself
-    looks like a secret, so every payload of the model is refused with the usual error).
-    """
-    names = [info.alias or name for name, info in model.model_fields.items()]
-    if not policy.check_keys(names):
-        return True
-    dynamic = []
-    for name, info in model.model_fields.items():
-        annotation = info.annotation
-        args = typing.get_args(annotation)
-        scalar = annotation in _SCALARS or (
-            bool(args) and all(isinstance(a, _SCALARS) or a in _SCALARS for a in args))
-        if not scalar:
-            dynamic.append(info.alias or name)
-    return tuple(dynamic)
-
-
-def normalise_result(result: object) -> Any:
-    """A processor's return value as the JSON-ready value stored on the job."""
-    if result is None:
-        return None
-    if isinstance(result, JobResult):
-        return result.to_wire()
-    if isinstance(result, Mapping):
-        return dict(result)
-    raise TypeError(
-        f"a processor must return JobResult, a mapping or None, not {type(result).__name__}"
-    )
-
-
-class QueueWorker(abc.ABC):
-    """A running worker of one queue (``QueueService.create_worker`` returns it)."""
-
-    def __init__(self, queue: str, processor: Processor, concurrency: int) -> None:
-        self.queue = queue
-        self.processor = processor
-        self.concurrency = concurrency
-
-    @property
-    @abc.abstractmethod
-    def running(self) -> bool:
-        """True until the worker has been closed (or has crashed)."""
-
-    @abc.abstractmethod
-    async def close(self, timeout: float | None = None) -> None:
-        """Stop taking jobs, wait for active ones up to ``timeout`` seconds, then force."""
 
 
 class QueueService(abc.ABC):
@@ -186,8 +63,7 @@ class QueueService(abc.ABC):
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._rate_limiter: RateLimiter | None = None
-        self._default_opts = JobOptions().to_bullmq(self.settings.jobs)
-        self._dynamic_fields: dict[type[JobPayload], tuple[str, ...] | bool] = {}
+        self._default_options = JobOptions().resolve(self.settings.jobs)
 
     # -- adding jobs -------------------------------------------------------------
 
@@ -199,21 +75,15 @@ class QueueService(abc.ABC):
         subject = f"payload for queue {queue!r}"
         payload = validate_model(model, data, subject)
         wire = payload.to_wire()
-        dynamic = self._dynamic_fields.get(model)
-        if dynamic is None:
-            dynamic = self._dynamic_fields[model] = dynamic_fields(model, self._sensitive)
-        if dynamic is True:
-            self._sensitive.check(wire, subject)
-        elif dynamic:  # only fields that can hold arbitrary keys need a walk
-            self._sensitive.check({k: wire[k] for k in dynamic if k in wire}, subject)
+        self._sensitive.check_payload(model, wire, subject)
         if not isinstance(name, str) or not name.strip():
             raise PayloadValidationError(
                 "job", [FieldError("name", "must be a non-empty string")]
             )
-        if options is None:  # the common case: the configured defaults, computed once
-            return PreparedJob(queue, name, payload, wire, dict(self._default_opts))
+        if options is None:  # the common case: the configured defaults, resolved once
+            return PreparedJob(queue, name, payload, wire, self._default_options)
         opts = validate_model(JobOptions, options, "job options")
-        return PreparedJob(queue, name, payload, wire, opts.to_bullmq(self.settings.jobs))
+        return PreparedJob(queue, name, payload, wire, opts.resolve(self.settings.jobs))
 
     async def add_job(self, queue: str, name: str, data: JobData,
                       options: OptionsArg = None) -> JobInfo:
@@ -227,7 +97,7 @@ class QueueService(abc.ABC):
         job_id = await self._add(job)
         log.debug("job %s added to %s", job_id, job.queue,
                   extra={"queue": job.queue, "job_id": job_id})
-        return self._added_info(job, job_id)
+        return job.info(job_id, self._now_ms())
 
     async def add_jobs(
         self, queue: str, jobs: Sequence[NewJob | tuple[str, JobData] | tuple[str, JobData,
@@ -248,19 +118,7 @@ class QueueService(abc.ABC):
         await self._admit(prepared)
         ids = await self._add_bulk(prepared)
         log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
-        return [self._added_info(job, job_id) for job, job_id in zip(prepared, ids, strict=True)]
-
-    def _added_info(self, job: PreparedJob, job_id: str) -> JobInfo:
-        delay = int(job.opts.get("delay", 0))
-        priority = int(job.opts.get("priority", 0))
-        state = (JobState.DELAYED if delay else
-                 JobState.PRIORITIZED if priority else JobState.WAITING)
-        return JobInfo(
-            id=job_id, name=job.name, queue=job.queue, data=job.payload, state=state,
-            progress=0, attempts_made=0, return_value=None, failed_reason=None,
-            created_at=ms_to_datetime(self._now_ms()), processed_at=None, finished_at=None,
-            max_attempts=int(job.opts.get("attempts", 1)), delay=delay, priority=priority,
-        )
+        return [job.info(job_id, self._now_ms()) for job, job_id in zip(prepared, ids, strict=True)]
 
     async def _admit(self, jobs: Sequence[PreparedJob]) -> None:
         """Refuse jobs beyond their queue's per-user rate limit, before anything is written."""
@@ -322,23 +180,13 @@ class QueueService(abc.ABC):
         """The workers this service started, by queue."""
         return dict(self._workers)
 
-    def _context(self, queue: str, raw: RawJob, reporter: JobReporter) -> JobContext[Any]:
-        """The processor's view of a job; :class:`PayloadValidationError` if it is malformed."""
-        model = self.registry.model_for(queue)
-        payload = validate_model(model, raw.data, f"payload of job {raw.id} on queue {queue!r}")
-        return JobContext(
-            id=raw.id, name=raw.name, queue=queue, data=payload,
-            attempts_made=raw.attempts_made, max_attempts=int(raw.opts.get("attempts", 1) or 1),
-            reporter=reporter, progress=raw.progress,
-        )
-
     # -- reading back --------------------------------------------------------------
 
     async def get_job(self, queue: str, job_id: str) -> JobInfo | None:
         """The job ``job_id`` of ``queue``, or None when there is none."""
         self._ensure_open()
         raw = await self._get_raw_job(str(queue), str(job_id))
-        return None if raw is None else self._to_info(str(queue), raw)
+        return None if raw is None else raw.to_info(str(queue), self.registry)
 
     async def wait_for_job(self, queue: str, job_id: str, timeout: float = 30.0) -> JobInfo:
         """Wait until the job is completed or failed for good, and return it.
@@ -385,7 +233,7 @@ class QueueService(abc.ABC):
             raise PayloadValidationError("job list", [FieldError(
                 "limit", f"must be >= 1, got {limit}")])
         raws = await self._get_raw_jobs(queue, state, limit)
-        return [self._to_info(queue, raw) for raw in raws[:limit]]
+        return [raw.to_info(queue, self.registry) for raw in raws[:limit]]
 
     async def retry_jobs(self, queue: str) -> int:
         """Move every failed job of ``queue`` back to waiting; return how many moved.
@@ -410,28 +258,6 @@ class QueueService(abc.ABC):
         memory this service's running worker."""
         self._ensure_open()
         return await self._count_workers(str(queue))
-
-    def _to_info(self, queue: str, raw: RawJob) -> JobInfo:
-        data: Any = raw.data
-        if queue in self.registry:
-            try:
-                data = validate_model(self.registry.model_for(queue), raw.data, "payload")
-            except PayloadValidationError:
-                data = raw.data
-        try:
-            state = JobState(raw.state)
-        except ValueError:
-            state = JobState.UNKNOWN
-        return JobInfo(
-            id=raw.id, name=raw.name, queue=queue, data=data, state=state,
-            progress=raw.progress, attempts_made=raw.attempts_made,
-            return_value=result_from_wire(raw.return_value), failed_reason=raw.failed_reason,
-            created_at=ms_to_datetime(raw.timestamp),
-            processed_at=ms_to_datetime(raw.processed_on),
-            finished_at=ms_to_datetime(raw.finished_on),
-            max_attempts=int(raw.opts.get("attempts", 1) or 1),
-            delay=raw.delay, priority=raw.priority,
-        )
 
     # -- health and lifecycle ----------------------------------------------------------
 
@@ -477,6 +303,9 @@ class QueueService(abc.ABC):
             raise ServiceClosedError("the queue service is closed; create a new one")
 
     # -- backend hooks -----------------------------------------------------------------
+
+    async def start(self) -> None:  # noqa: B027 - a hook with nothing to do in memory
+        """Check that the store is reachable (Redis: within ``redis.startup_timeout``)."""
 
     def _now_ms(self) -> int:
         return int(time.time() * 1000)

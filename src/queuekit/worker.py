@@ -1,111 +1,249 @@
-"""``queuekit worker``: run the plugins' processors until SIGTERM/SIGINT.
+"""Workers: the public :class:`QueueWorker` and the one template every backend fills in.
 
-Builds the application container, loads the plugins, starts one worker per queue that
-the configuration enables here (``worker.enabled`` / ``worker.queues``, or ``--queues``)
-through :func:`queuekit.runner.serve`, logs one line per job state change, optionally
-serves Prometheus metrics, and shuts down gracefully.
+:class:`BaseWorker` owns what every worker does the same way: ``concurrency`` slots, the
+fetch loop, running one job (the payload validated into a :class:`JobContext`, the
+processor, its result normalised), the failure and completion log lines, and closing
+with a deadline (stop fetching, wait for active jobs, cancel the rest). A backend
+implements only the store's side: :meth:`BaseWorker._fetch`, :meth:`~BaseWorker._complete`,
+:meth:`~BaseWorker._fail` and :meth:`~BaseWorker._abandon` (plus, on Redis, lock renewal
+and the stalled check it starts in :meth:`~BaseWorker._open`).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from queuekit.errors import ConfigurationError
-from queuekit.lifecycle import worker_enabled
-from queuekit.metrics import MetricsServer, WorkerMetrics
-from queuekit.plugins import PluginSet, effective_concurrency
-from queuekit.processors import JobObserver, JobStateLogger, observe
-from queuekit.runner import serve
-from queuekit.service import Processor
-from queuekit.settings import QueuekitSettings
+from queuekit.errors import PayloadValidationError, UnrecoverableError
+from queuekit.jobs import JobContext, JobReporter, validate_model
+from queuekit.processors import Processor
+from queuekit.records import RawJob, normalise_result
+
+if TYPE_CHECKING:
+    from queuekit.service import QueueService
 
 log = logging.getLogger("queuekit.worker")
 
+J = TypeVar("J")
+
+
+class QueueWorker(abc.ABC):
+    """A running worker of one queue (``QueueService.create_worker`` returns it)."""
+
+    def __init__(self, queue: str, processor: Processor, concurrency: int) -> None:
+        self.queue = queue
+        self.processor = processor
+        self.concurrency = concurrency
+
+    @property
+    @abc.abstractmethod
+    def running(self) -> bool:
+        """True until the worker has been closed (or has crashed)."""
+
+    @abc.abstractmethod
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop taking jobs, wait for active ones up to ``timeout`` seconds, then force."""
+
 
 @dataclass(frozen=True)
-class WorkerOptions:
-    """What the command line adds to the configuration."""
+class Failure:
+    """What the store did with a failed attempt: for the one log line per attempt."""
 
-    concurrency: int | None = None
-    metrics_port: int | None = None
-    metrics_host: str = "0.0.0.0"
-    metrics_interval: float = 5.0
+    attempt: int
+    max_attempts: int
+    will_retry: bool
+    retry_in_ms: int | None = None
 
 
-def served_queues(settings: QueuekitSettings, plugins: PluginSet) -> list[str]:
-    """The queues this process runs workers for; :class:`ConfigurationError` when none, or
-    when ``worker.queues`` names a queue no plugin processes."""
-    if not settings.worker.enabled:
-        raise ConfigurationError(
-            "worker.enabled is false in this configuration, so this process may run no "
-            "worker; set worker.enabled: true (QUEUEKIT_WORKER__ENABLED=true)"
+def is_final(error: BaseException) -> bool:
+    """Whether ``error`` fails a job without further attempts."""
+    return isinstance(error, UnrecoverableError | PayloadValidationError)
+
+
+class BaseWorker(QueueWorker, Generic[J]):
+    """The worker template; ``J`` is the backend's job handle."""
+
+    def __init__(self, service: QueueService, queue: str, processor: Processor,
+                 concurrency: int) -> None:
+        super().__init__(queue, processor, concurrency)
+        self.service = service
+        self._model = service.registry.model_for(queue)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._work: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._closed = False
+        self._extra = {"queue": queue}
+        self._task: asyncio.Task[None] = asyncio.ensure_future(self._main())
+
+    @property
+    def running(self) -> bool:
+        return not self._closed and not self._task.done()
+
+    @property
+    def active_jobs(self) -> int:
+        """Jobs being processed right now."""
+        return len(self._work)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        try:
+            await self._open()
+            await self._serve()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker for %s stopped", self.queue, extra=self._extra)
+
+    async def _serve(self) -> None:
+        """Fill free slots with fetched jobs until closing (an engine may run its own)."""
+        while not self._closing:
+            await self._slots.acquire()
+            job = await self._fetch() if not self._closing else None
+            if job is None:
+                self._slots.release()
+                continue
+            self._spawn(self._run_slot(job))
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(work)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+        return task
+
+    async def _run_slot(self, job: J) -> None:
+        try:
+            next_job: J | None = job
+            while next_job is not None:
+                next_job = await self._run_one(next_job)
+        finally:
+            self._slots.release()
+
+    async def _run_one(self, job: J) -> J | None:
+        """Run one job to its outcome in the store; return the next job, if the store
+        handed one over with the completion."""
+        try:
+            value = await self._attempt(job)
+        except asyncio.CancelledError:
+            await self._abandon(job)
+            raise
+        except Exception as exc:
+            failure = await self._fail(job, exc, is_final(exc))
+            if failure is not None:
+                self._log_failure(self._raw(job).id, failure, exc)
+            return None
+        return await self._complete(job, value)
+
+    async def _attempt(self, job: J) -> Any:
+        """Run the processor on ``job``; return the value to store.
+
+        A payload that fails validation raises :class:`PayloadValidationError` (logged
+        here), a refusal of the store :class:`UnrecoverableError`: both are final.
+        """
+        raw = self._raw(job)
+        refusal = self._refusal(job)
+        if refusal is not None:
+            raise UnrecoverableError(refusal)
+        try:
+            payload = validate_model(self._model, raw.data,
+                                     f"payload of job {raw.id} on queue {self.queue!r}")
+        except PayloadValidationError as exc:
+            log.error("job %s on %s rejected: %s", raw.id, self.queue, exc,
+                      extra={"queue": self.queue, "job_id": raw.id})
+            raise
+        context: JobContext[Any] = JobContext(
+            id=raw.id, name=raw.name, queue=self.queue, data=payload,
+            attempts_made=raw.attempts_made, max_attempts=raw.max_attempts,
+            reporter=self._reporter(job), progress=raw.progress,
         )
-    available = plugins.processor_queues()
-    unknown = sorted(set(settings.worker.queues or ()) - set(available))
-    if unknown:
-        raise ConfigurationError(
-            f"no plugin provides a processor for {', '.join(map(repr, unknown))} "
-            f"(--queues / worker.queues); queues with processors: "
-            f"{', '.join(available) or 'none'} (plugins: {', '.join(plugins.names) or 'none'})"
-        )
-    queues = [queue for queue in available if worker_enabled(settings, queue)]
-    if not queues:
-        raise ConfigurationError(
-            "no processors to run: name a plugin module in the configuration's `plugins:` "
-            "(QUEUEKIT_PLUGINS) or install one under the entry-point group queuekit.plugins"
-        )
-    return queues
+        return normalise_result(await self.processor(context))
 
+    # -- log lines -----------------------------------------------------------------------
 
-async def run_workers(
-    settings: QueuekitSettings,
-    options: WorkerOptions | None = None,
-    *,
-    stop: asyncio.Event | None = None,
-    handle_signals: bool = True,
-) -> None:
-    """Serve the plugins' processors until a stop signal (or ``stop``), then close."""
-    from containers.host import open_host  # the composition root, imported late
+    def _log_completed(self, job_id: str) -> None:
+        log.info("job %s on %s completed", job_id, self.queue,
+                 extra={"queue": self.queue, "job_id": job_id})
 
-    options = options or WorkerOptions()
-    if options.concurrency is not None and options.concurrency < 1:
-        raise ConfigurationError(f"--concurrency must be >= 1, got {options.concurrency}")
-    stop = stop or asyncio.Event()
-    metrics_server: MetricsServer | None = None
-    try:
-        async with open_host(settings, lambda plugins: served_queues(settings, plugins)) \
-                as host:
-            queues = served_queues(settings, host.plugins)
-            bindings = await host.processors(queues)
-            observers: list[JobObserver] = [JobStateLogger(log)]
-            metrics: WorkerMetrics | None = None
-            if options.metrics_port is not None:
-                metrics = WorkerMetrics()
-                metrics.track(queues)
-                observers.append(metrics)
-                metrics_server = MetricsServer(metrics, options.metrics_port,
-                                               options.metrics_host)
-            processors: dict[str, Processor] = {
-                b.queue: observe(b.processor, observers) for b in bindings}
-            concurrency = {b.queue: effective_concurrency(settings, b.queue, b.concurrency,
-                                                          options.concurrency)
-                           for b in bindings}
-            for binding in bindings:
-                log.info("%s: processor %s of plugin %s", binding.queue, binding.name,
-                         binding.plugin, extra={"queue": binding.queue})
-            refresher = None
-            if metrics is not None:
-                refresher = asyncio.ensure_future(metrics.refresh_forever(
-                    host.service, queues, options.metrics_interval, stop))
-            try:
-                await serve(host.service, processors, concurrency=concurrency, stop=stop,
-                            handle_signals=handle_signals)
-            finally:
-                stop.set()
-                if refresher is not None:
-                    await refresher
-    finally:
-        if metrics_server is not None:
-            metrics_server.close()
+    def _log_failure(self, job_id: str, failure: Failure, error: BaseException) -> None:
+        """One line per failed attempt: a warning while it will be retried, else an error."""
+        extra = {"queue": self.queue, "job_id": job_id}
+        if failure.will_retry and failure.retry_in_ms is not None:
+            log.warning("job %s on %s failed (attempt %d of %d), retrying in %d ms: %s",
+                        job_id, self.queue, failure.attempt, failure.max_attempts,
+                        failure.retry_in_ms, error, extra=extra)
+            return
+        log.log(logging.WARNING if failure.will_retry else logging.ERROR,
+                "job %s on %s failed (attempt %d of %d): %s", job_id, self.queue,
+                failure.attempt, failure.max_attempts, error, extra=extra)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def close(self, timeout: float | None = None) -> None:
+        if self._closed:
+            return
+        self._closing = True
+        # The deadline applies to the jobs: stop fetching now (the loop may be waiting
+        # for a free slot, or blocked on the store).
+        await self._stop_fetching()
+        forced = False
+        work = set(self._work)
+        if work:
+            _, pending = await asyncio.wait(work, timeout=timeout)
+            if pending:
+                forced = True
+                log.warning("worker for %s: %d job(s) still active after %s s; forcing "
+                            "close (%s)", self.queue, len(pending), timeout,
+                            self._forced_close_note, extra=self._extra)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self._release(forced)
+        self._closed = True
+        log.info("worker for %s closed", self.queue, extra=self._extra)
+
+    #: What happens to the jobs a forced close interrupts (for the warning).
+    _forced_close_note = "their jobs are run again"
+
+    async def _stop_fetching(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    # -- backend hooks -------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        """Prepare before the first fetch (check the store, start background duties)."""
+
+    @abc.abstractmethod
+    async def _fetch(self) -> J | None:
+        """The next job for a free slot (waiting as long as it takes); None when closing."""
+
+    @abc.abstractmethod
+    def _raw(self, job: J) -> RawJob:
+        """What the processor's context is built from."""
+
+    @abc.abstractmethod
+    def _reporter(self, job: J) -> JobReporter:
+        """Where the job's progress and log lines go."""
+
+    def _refusal(self, job: J) -> str | None:
+        """A reason the store gave to fail ``job`` without running it, or None."""
+        return None
+
+    @abc.abstractmethod
+    async def _complete(self, job: J, value: Any) -> J | None:
+        """Record the job's return value (and log it); return the next job if fetched."""
+
+    @abc.abstractmethod
+    async def _fail(self, job: J, error: BaseException, final: bool) -> Failure | None:
+        """Record a failed attempt (retry or fail for good); None if it could not be."""
+
+    @abc.abstractmethod
+    async def _abandon(self, job: J) -> None:
+        """A forced close interrupted ``job``: leave it to be run again."""
+
+    async def _release(self, forced: bool) -> None:
+        """Release what the worker holds, after its jobs ended."""

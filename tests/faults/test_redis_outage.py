@@ -288,7 +288,7 @@ async def test_fast_worker_survives_an_error_answer_and_resumes(
     faults_service: ServiceFactory, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Redis answering with an error (not a dropped connection) must not stop the worker."""
-    from queuekit.engine import FastWorker
+    from queuekit.redis.fast_engine import FastWorker
 
     qs = await faults_service(worker={"run_retry_delay": 100, "engine": "fast"})
     done = asyncio.Event()

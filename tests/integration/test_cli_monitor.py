@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from containers.cli import main
 from queuekit import (
     JobContext,
     JobOptions,
@@ -17,7 +18,6 @@ from queuekit import (
     RedisQueueService,
     UnrecoverableError,
 )
-from queuekit.cli import main
 from tests.conftest import SettingsFactory
 from tests.support.configs import SAMPLE_PLUGIN, write_config
 from tests.support.redis_server import RedisServer

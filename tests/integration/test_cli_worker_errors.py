@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from queuekit.cli import main
+from containers.cli import main
 from tests.support.configs import SAMPLE_PLUGIN, write_config
 from tests.support.redis_server import RedisServer, free_port
 

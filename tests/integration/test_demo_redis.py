@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queuekit.cli import main
+from containers.cli import main
 from tests.support.redis_server import RedisServer
 
 

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from queuekit import PayloadValidationError, QueueName, RedisQueueService, load_settings
-from queuekit.keys import job_key
 from queuekit.payloads import JobPayload
 from queuekit.queues import DEFAULT_PAYLOAD_MODELS
+from queuekit.redis.keys import job_key
 from tests.support.redis_server import RedisServer
 
 scalars = st.one_of(

@@ -28,9 +28,9 @@ from queuekit import (
     QueueUnavailableError,
     RedisQueueService,
 )
-from queuekit.connection import QueueConnection
 from queuekit.plugins import Plugin, PluginSet
 from queuekit.processors import FunctionProcessor
+from queuekit.redis.connection import QueueConnection
 from tests.conftest import SettingsFactory
 from tests.support.redis_server import RedisServer, free_port
 

@@ -9,8 +9,9 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from containers.host import open_host
 from queuekit import JobState, QueueRegistry, RedisQueueService
-from queuekit.worker import WorkerOptions, run_workers
+from queuekit.runtime.runner import WorkerOptions, run_workers
 from tests.conftest import SettingsFactory
 from tests.support.configs import SAMPLE_PLUGIN
 from tests.support.redis_server import free_port
@@ -38,7 +39,7 @@ async def test_metrics_count_the_jobs_processed(make_settings: SettingsFactory) 
     stop = asyncio.Event()
     options = WorkerOptions(metrics_port=port, metrics_host="127.0.0.1",
                             metrics_interval=0.05)
-    worker = asyncio.ensure_future(run_workers(settings, options, stop=stop,
+    worker = asyncio.ensure_future(run_workers(settings, open_host, options, stop=stop,
                                                handle_signals=False))
     registry = QueueRegistry()
     registry.register(SAMPLE_QUEUE, SampleJobData)

@@ -9,7 +9,7 @@ import pybreaker
 import pytest
 
 from queuekit import CircuitOpenError, QueueUnavailableError
-from queuekit.breaker import AsyncCircuitBreaker, make_breaker
+from queuekit.redis.breaker import AsyncCircuitBreaker, make_breaker
 from queuekit.settings import BreakerSettings
 
 

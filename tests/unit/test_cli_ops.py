@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from queuekit.cli import build_parser, main
-from queuekit.cli_ops import read_settings
+from containers.cli import main
+from queuekit.cli import build_parser
+from queuekit.cli.ops import read_settings
 from queuekit.settings import CONFIG_ENV_VAR
 
 

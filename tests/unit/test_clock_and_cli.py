@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queuekit.cli import main
+from containers.cli import main
 from queuekit.demo.run import DemoRow, format_table
 from queuekit.testing import VirtualClock
 from tests.support.redis_server import free_port

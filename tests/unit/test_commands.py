@@ -13,9 +13,10 @@ from bullmq.job import Job
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
-from queuekit.commands import AddJobCommand, CompleteJobCommand, bullmq_job_opts, keep_jobs
-from queuekit.connection import FastConnection
-from queuekit.pipeline import AutoPipeline
+from queuekit.redis.commands import AddJobCommand, CompleteJobCommand
+from queuekit.redis.connection import FastConnection
+from queuekit.redis.pipeline import AutoPipeline
+from queuekit.redis.wire import bullmq_job_opts, keep_jobs
 
 OPTS = {"attempts": 3, "backoff": {"type": "exponential", "delay": 1000},
         "removeOnComplete": {"count": 100, "age": 86400}, "removeOnFail": {"count": 500}}

@@ -22,7 +22,8 @@ from queuekit import (
     UnknownQueueError,
 )
 from queuekit.jobs import JobState, check_progress, ms_to_datetime, result_from_wire, validate_model
-from queuekit.settings import JobDefaults, KeepJobs
+from queuekit.redis.wire import bullmq_options
+from queuekit.settings import BackoffSettings, JobDefaults, KeepJobs
 
 
 def test_wire_format_is_the_typescript_interfaces() -> None:
@@ -86,12 +87,17 @@ def test_a_model_of_the_wrong_type_or_a_non_mapping_is_refused() -> None:
 
 def test_options_merge_over_the_defaults() -> None:
     defaults = JobDefaults()
-    assert JobOptions().to_bullmq(defaults) == {
+    assert bullmq_options(JobOptions().resolve(defaults)) == {
         "attempts": 3, "backoff": {"type": "exponential", "delay": 1000},
         "removeOnComplete": {"count": 100, "age": 86400}, "removeOnFail": {"count": 500}}
     opts = JobOptions(attempts=1, backoff=250, delay=5, priority=2, job_id="abc", lifo=True,
                       remove_on_complete=True, remove_on_fail=KeepJobs(age=60))
-    assert opts.to_bullmq(defaults) == {
+    resolved = opts.resolve(defaults)
+    assert (resolved.attempts, resolved.backoff, resolved.delay, resolved.priority,
+            resolved.job_id, resolved.lifo, resolved.remove_on_complete,
+            resolved.remove_on_fail) == (1, BackoffSettings(type="fixed", delay=250), 5, 2,
+                                         "abc", True, True, KeepJobs(age=60))
+    assert bullmq_options(resolved) == {
         "attempts": 1, "backoff": {"type": "fixed", "delay": 250}, "delay": 5, "priority": 2,
         "jobId": "abc", "lifo": True, "removeOnComplete": True, "removeOnFail": {"age": 60}}
     assert JobOptions.model_validate({"jobId": "x", "removeOnFail": 10}).remove_on_fail == 10

@@ -6,7 +6,9 @@ import datetime as dt
 from typing import Any
 
 from queuekit import HealthReport, JobContext, JobInfo, JobState, QueuekitSettings, QueueName
-from queuekit.monitor import (
+from queuekit.plugins import Plugin, PluginSet
+from queuekit.processors import FunctionProcessor
+from queuekit.runtime.monitor import (
     check_health,
     collect_stats,
     expected_workers,
@@ -15,8 +17,6 @@ from queuekit.monitor import (
     format_jobs,
     format_stats,
 )
-from queuekit.plugins import Plugin, PluginSet
-from queuekit.processors import FunctionProcessor
 from queuekit.testing import InMemoryQueueService
 
 NOW = dt.datetime(2026, 1, 2, 12, 0, tzinfo=dt.UTC)

@@ -28,7 +28,6 @@ from queuekit import (
     UnknownQueueError,
 )
 from queuekit.demo.services import NotificationService
-from queuekit.lifecycle import run_worker
 from queuekit.plugins import (
     ENTRY_POINT_GROUP,
     Plugin,
@@ -39,6 +38,7 @@ from queuekit.plugins import (
     plugin_registry,
 )
 from queuekit.processors import FunctionProcessor, WorkerHost, processor
+from queuekit.runtime.runner import worker_resource as run_worker
 from queuekit.testing import InMemoryQueueService
 from tests.support.configs import SAMPLE_PLUGIN
 from tests.support.sample_plugin import SAMPLE_QUEUE, SampleJobData
@@ -214,8 +214,11 @@ async def test_constructor_parameters_are_resolved_by_name() -> None:
         async def process(self, job: JobContext[Any]) -> None:
             return None
 
+    # The application's services are plugin services too (the demo's, here without its
+    # processors, which would clash with Greeting on the notifications queue).
     plugins = PluginSet([Plugin("greet", [Greeting], services={"clock": Clock,
-                                                                "greeter": Greeter})])
+                                                                "greeter": Greeter}),
+                         Plugin("app", services={"notification_service": NotificationService})])
     app = ApplicationContainer()
     settings = memory_settings(plugins=[])
     app.shared.config.override(settings)

@@ -11,8 +11,8 @@ from queuekit import errors
 
 def test_all_is_sorted_and_complete() -> None:
     assert queuekit.__all__ == sorted(queuekit.__all__)
-    public = {name for name, value in vars(queuekit).items()
-              if not name.startswith("_") and not inspect.ismodule(value)}
+    public = {name for name in dir(queuekit)
+              if not name.startswith("_") and not inspect.ismodule(getattr(queuekit, name))}
     assert public == set(queuekit.__all__) - {"__version__"}
 
 

@@ -42,7 +42,7 @@ def test_only_fields_that_can_hold_keys_are_walked() -> None:
     from typing import Any, Literal
 
     from queuekit import JobPayload, NotificationJobData, QueueRegistry
-    from queuekit.service import dynamic_fields
+    from queuekit.security import dynamic_fields
     from queuekit.testing import InMemoryQueueService
 
     class Scalars(JobPayload):

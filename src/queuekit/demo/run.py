@@ -7,11 +7,16 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 from queuekit.demo.plugin import DEMO_PLUGIN
+from queuekit.demo.services import BankingService, NotificationService, ReportService
 from queuekit.jobs import JobInfo
+from queuekit.runtime.host import Host, HostFactory
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
+
+T = TypeVar("T")
 
 log = logging.getLogger("queuekit.demo")
 
@@ -61,22 +66,25 @@ def format_table(rows: list[DemoRow]) -> str:
     return "\n".join(out)
 
 
-async def run_demo(settings: QueuekitSettings, *, timeout: float = 25.0) -> list[DemoRow]:
-    """Start the application container, enqueue jobs of each kind, wait, shut down."""
-    # The composition root, imported late: the library itself never imports DI.
-    from containers import ApplicationContainer, resolve, start, stop
+async def _service(host: Host, name: str, kind: type[T]) -> T:
+    service = await host.get(name)
+    if not isinstance(service, kind):  # pragma: no cover - another plugin took the name
+        raise TypeError(f"{name} is a {type(service).__name__}, not {kind.__name__}")
+    return service
 
+
+async def run_demo(settings: QueuekitSettings, open_host: HostFactory, *,
+                   timeout: float = 25.0) -> list[DemoRow]:
+    """Start the application (its workers too), enqueue jobs of each kind, wait, shut
+    down."""
     if DEMO_PLUGIN not in settings.plugins:  # a configuration of another host
         settings = settings.model_copy(update={"plugins": [*settings.plugins, DEMO_PLUGIN]})
-    app = ApplicationContainer()
-    app.shared.config.override(settings)
     started = time.monotonic()
-    await start(app)
-    try:
-        qs: QueueService = await resolve(app.shared.queue_service)
-        banking = await resolve(app.banking_service)
-        notifications = await resolve(app.notification_service)
-        reports = await resolve(app.report_service)
+    async with open_host(settings, workers=True) as host:
+        qs = host.service
+        banking = await _service(host, "banking_service", BankingService)
+        notifications = await _service(host, "notification_service", NotificationService)
+        reports = await _service(host, "report_service", ReportService)
         today = dt.date.today()
         jobs = [
             await banking.sync_bank_account("user-1", "acc-checking"),
@@ -94,8 +102,6 @@ async def run_demo(settings: QueuekitSettings, *, timeout: float = 25.0) -> list
         infos = await asyncio.gather(
             *(_watch(qs, job, started + timeout) for job in jobs)
         )
-    finally:
-        await stop(app)
     return [_row(info) for info in infos]
 
 

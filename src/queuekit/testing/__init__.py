@@ -1,6 +1,8 @@
-"""Test helpers: the in-memory ``QueueService`` and its virtual clock."""
+"""Test helpers: the in-memory ``QueueService`` and its virtual clock.
 
-from queuekit.testing.clock import VirtualClock
-from queuekit.testing.memory import InMemoryQueueService, MemoryWorker
+The same objects as :mod:`queuekit.memory`, under the name application tests import.
+"""
+
+from queuekit.memory import InMemoryQueueService, MemoryWorker, VirtualClock
 
 __all__ = ["InMemoryQueueService", "MemoryWorker", "VirtualClock"]

@@ -17,28 +17,18 @@ from typing import Any
 import msgpack
 from redis.exceptions import NoScriptError
 
-from queuekit.pipeline import AutoPipeline
+from queuekit.redis.keys import (
+    ADD_DELAYED_KEYS,
+    ADD_PRIORITIZED_KEYS,
+    ADD_STANDARD_KEYS,
+    COMPLETED_METRICS,
+    MOVE_TO_FINISHED_KEYS,
+)
+from queuekit.redis.pipeline import AutoPipeline
+from queuekit.redis.wire import bullmq_job_opts, keep_jobs
 
 #: BullMQ's compact JSON; one encoder, built once (json.dumps builds one per call).
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-
-_STANDARD_KEYS = ("wait", "paused", "meta", "id", "completed", "delayed", "active", "events",
-                  "marker")
-_DELAYED_KEYS = ("marker", "meta", "id", "delayed", "completed", "events")
-_PRIORITIZED_KEYS = ("marker", "meta", "id", "prioritized", "delayed", "completed", "active",
-                     "events", "pc")
-
-
-def bullmq_job_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
-    """The options a bullmq ``Job`` stores for ``opts`` (its ``attempts``/``delay`` defaults,
-    backoff normalised: an int is a fixed delay)."""
-    final: dict[str, Any] = {"attempts": 0, "delay": 0, **opts}
-    backoff = opts.get("backoff")
-    if isinstance(backoff, int) and not isinstance(backoff, bool):
-        backoff = {"type": "fixed", "delay": backoff}
-    final["backoff"] = backoff or None
-    return final
-
 
 class AddJobCommand:
     """``addStandardJob`` / ``addDelayedJob`` / ``addPrioritizedJob`` for one queue."""
@@ -50,9 +40,9 @@ class AddJobCommand:
         self._commands = scripts.commands
         self._pipe = pipe
         self._keys = {
-            "addStandardJob": scripts.getKeys(list(_STANDARD_KEYS)),
-            "addDelayedJob": scripts.getKeys(list(_DELAYED_KEYS)),
-            "addPrioritizedJob": scripts.getKeys(list(_PRIORITIZED_KEYS)),
+            "addStandardJob": scripts.getKeys(list(ADD_STANDARD_KEYS)),
+            "addDelayedJob": scripts.getKeys(list(ADD_DELAYED_KEYS)),
+            "addPrioritizedJob": scripts.getKeys(list(ADD_PRIORITIZED_KEYS)),
         }
         self._packed_opts: dict[int, bytes] = {}
 
@@ -118,27 +108,14 @@ class AddJobCommand:
         return str(result)
 
 
-def keep_jobs(remove: object) -> dict[str, Any]:
-    """BullMQ's ``keepJobs`` for a ``removeOnComplete`` / ``removeOnFail`` option."""
-    if isinstance(remove, bool):
-        return {"count": 0} if remove else {"count": -1}
-    if isinstance(remove, int):
-        return {"count": remove}
-    if isinstance(remove, Mapping):
-        return dict(remove)
-    return {"count": -1}
-
-
 class CompleteJobCommand:
     """``moveToFinished`` (completed) with fetch-next, as bullmq's
     ``Scripts.moveToCompletedArgs`` builds it (a test checks them against each other)."""
 
     def __init__(self, scripts: Any, lock_duration: int) -> None:
         self._prefix_key = scripts.keys[""]
-        self._keys = scripts.getKeys(["wait", "active", "prioritized", "events", "stalled",
-                                      "limiter", "delayed", "paused", "meta", "pc",
-                                      "completed"])
-        self._metrics = scripts.toKey("metrics:completed")
+        self._keys = scripts.getKeys(list(MOVE_TO_FINISHED_KEYS))
+        self._metrics = scripts.toKey(COMPLETED_METRICS)
         self._marker = scripts.keys["marker"]
         self._lock_duration = lock_duration
 

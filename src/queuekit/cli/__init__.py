@@ -1,4 +1,10 @@
-"""The ``queuekit`` command line."""
+"""The ``queuekit`` command line.
+
+The commands receive a :class:`~queuekit.runtime.host.HostFactory` (the console script
+in ``containers/`` passes the container's), so nothing here imports the composition root.
+A new command goes in :mod:`queuekit.cli.ops` (operations on queues) or next to
+``demo`` here, and talks to the queues through ``host.service``.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +14,21 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from queuekit.cli_ops import add_commands
+from queuekit.cli.ops import add_commands
+from queuekit.demo.run import format_table, run_demo
 from queuekit.errors import QueuekitError
+from queuekit.runtime.host import HostFactory
 from queuekit.settings import load_settings
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from queuekit.demo.run import format_table, run_demo
-
     overrides: dict[str, object] = {"backend": "memory"}
     if args.redis_url:
         overrides = {"backend": "redis", "redis": {"url": args.redis_url}}
     settings = load_settings(**overrides)
     where = f"Redis at {settings.redis.safe_url}" if args.redis_url else "the in-memory backend"
     print(f"queuekit demo on {where}")
-    rows = asyncio.run(run_demo(settings))
+    rows = asyncio.run(run_demo(settings, args.open_host))
     print()
     print(format_table(rows))
     failed = [r for r in rows if r.state != "completed"]
@@ -42,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``queuekit`` console script."""
+def main(argv: Sequence[str] | None, open_host: HostFactory) -> int:
+    """Run the command line ``argv`` (None: ``sys.argv``) on hosts from ``open_host``."""
     args = build_parser().parse_args(argv)
+    args.open_host = open_host
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else getattr(args, "log_level", logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -57,7 +64,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # pragma: no cover - interactive
         return 130
     return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

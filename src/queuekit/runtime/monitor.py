@@ -12,9 +12,10 @@ from collections.abc import Collection, Sequence
 
 from queuekit.errors import QueuekitError
 from queuekit.jobs import JobInfo
-from queuekit.lifecycle import worker_enabled
-from queuekit.plugins import PluginSet
-from queuekit.service import HealthReport, QueueService
+from queuekit.records import HealthReport
+from queuekit.runtime.plugins import PluginSet
+from queuekit.runtime.runner import worker_enabled
+from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
 
 #: The columns of ``queuekit stats``.

@@ -8,9 +8,9 @@ application code (and ``mypy --strict``) simple: ``async with lifespan(app): ...
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from dependency_injector import containers, providers
 
@@ -31,12 +31,20 @@ async def stop(container: containers.Container) -> None:
         await result
 
 
-async def resolve(provider: providers.Provider[T]) -> T:
+@overload
+async def resolve(provider: providers.Provider[Coroutine[Any, Any, T]]) -> T: ...
+
+
+@overload
+async def resolve(provider: providers.Provider[T]) -> T: ...
+
+
+async def resolve(provider: providers.Provider[Any]) -> Any:
     """The provided object, awaited when the provider is asynchronous."""
     value: Any = provider()
     if inspect.isawaitable(value):
         value = await value
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 @asynccontextmanager

@@ -19,10 +19,11 @@ from dependency_injector import containers, providers
 
 from containers.runtime import resolve
 from queuekit.errors import ConfigurationError
-from queuekit.lifecycle import worker_enabled
-from queuekit.plugins import PluginSet, ProcessorBinding, effective_concurrency
 from queuekit.processors import FunctionProcessor, concurrency_of, name_of, queue_of
-from queuekit.service import QueueService, QueueWorker
+from queuekit.runtime.plugins import PluginSet, ProcessorBinding, effective_concurrency
+from queuekit.runtime.runner import worker_enabled
+from queuekit.service import QueueService
+from queuekit.worker import QueueWorker
 
 log = logging.getLogger("queuekit.plugins")
 
@@ -30,8 +31,9 @@ T = TypeVar("T")
 
 #: Parameter names that mean another provider.
 ALIASES = {"settings": "config"}
-#: Application providers a processor cannot take (they are built from the processors).
-_NOT_INJECTABLE = frozenset({"workers"})
+#: Application providers a processor cannot take (built from the processors, or the
+#: injector itself).
+_NOT_INJECTABLE = frozenset({"workers", "injector"})
 
 
 class Injector:
@@ -69,8 +71,30 @@ class Injector:
             names.update(scope)
         return sorted(names)
 
+    async def plugin_service(self, name: str) -> object:
+        """The plugin service ``name`` (built once); :class:`ConfigurationError` if no
+        loaded plugin provides it."""
+        found, value = await self._plugin_service(name)
+        if not found:
+            provided = sorted({s for plugin in self.plugins for s in plugin.services})
+            raise ConfigurationError(
+                f"no loaded plugin provides the service {name!r} (plugins: "
+                f"{', '.join(self.plugins.names) or 'none'}; their services: "
+                f"{', '.join(provided) or 'none'})"
+            )
+        return value
+
     async def get(self, name: str, needed_by: str) -> tuple[bool, object]:
         """(found, value) of the dependency ``name``."""
+        found, value = await self._plugin_service(name)
+        if found:
+            return True, value
+        provider = self._provider(name)
+        if provider is None:
+            return False, None
+        return True, await resolve(provider)
+
+    async def _plugin_service(self, name: str) -> tuple[bool, object]:
         if name in self._services:
             return True, self._services[name]
         factory = self.plugins.service(name)
@@ -86,10 +110,7 @@ class Injector:
                 self._building.pop()
             self._services[name] = value
             return True, value
-        provider = self._provider(name)
-        if provider is None:
-            return False, None
-        return True, await resolve(provider)
+        return False, None
 
     async def build(self, factory: Callable[..., T], needed_by: str) -> T:
         """Call ``factory`` with each parameter resolved by name."""
@@ -110,11 +131,14 @@ class Injector:
 
 
 async def build_processors(container: containers.Container, plugins: PluginSet | None = None,
-                           *, queues: Collection[str] | None = None) -> list[ProcessorBinding]:
+                           *, queues: Collection[str] | None = None,
+                           injector: Injector | None = None) -> list[ProcessorBinding]:
     """The plugins' processors, built with their dependencies (only those of ``queues``
-    when given, so a process that runs no worker builds no processor)."""
+    when given, so a process that runs no worker builds no processor). With the host's
+    ``injector``, plugin services are the host's single instances."""
     loaded: PluginSet = plugins if plugins is not None else await resolve(container.plugins)
-    injector = Injector(container, loaded)
+    if injector is None or injector.plugins is not loaded:
+        injector = Injector(container, loaded)
     bindings = []
     for plugin, spec in loaded.processors():
         queue = queue_of(spec)
@@ -135,6 +159,7 @@ async def run_plugin_workers(
     container: containers.Container,
     queue_service: QueueService,
     plugins: PluginSet,
+    injector: Injector | None = None,
 ) -> AsyncIterator[dict[str, QueueWorker]]:
     """A worker per plugin queue enabled in this process, while the resource is open."""
     settings = queue_service.settings
@@ -147,7 +172,8 @@ async def run_plugin_workers(
             log.info("worker for %s disabled in this process", queue, extra={"queue": queue})
     workers: dict[str, QueueWorker] = {}
     try:
-        for binding in await build_processors(container, plugins, queues=enabled):
+        for binding in await build_processors(container, plugins, queues=enabled,
+                                              injector=injector):
             concurrency = effective_concurrency(settings, binding.queue, binding.concurrency)
             workers[binding.queue] = queue_service.create_worker(
                 binding.queue, binding.processor, concurrency=concurrency)

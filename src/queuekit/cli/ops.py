@@ -23,7 +23,9 @@ import yaml
 
 from queuekit.errors import ConfigurationError, QueueUnavailableError
 from queuekit.jobs import JobState
-from queuekit.monitor import (
+from queuekit.records import LISTABLE_STATES
+from queuekit.runtime.host import HostFactory
+from queuekit.runtime.monitor import (
     check_health,
     collect_stats,
     expected_workers,
@@ -32,9 +34,8 @@ from queuekit.monitor import (
     format_stats,
     job_summary,
 )
-from queuekit.service import LISTABLE_STATES
+from queuekit.runtime.runner import WorkerOptions, run_workers
 from queuekit.settings import CONFIG_ENV_VAR, QueuekitSettings, load_settings
-from queuekit.worker import WorkerOptions, run_workers
 
 #: Exit code of ``health`` when something is wrong.
 UNHEALTHY = 1
@@ -102,16 +103,14 @@ def _worker(args: argparse.Namespace) -> int:
     options = WorkerOptions(concurrency=args.concurrency, metrics_port=args.metrics_port,
                             metrics_host=args.metrics_host,
                             metrics_interval=args.metrics_interval)
-    asyncio.run(run_workers(settings, options))
+    asyncio.run(run_workers(settings, args.open_host, options))
     return 0
 
 
 # -- stats ----------------------------------------------------------------------------
 
 async def _stats_loop(args: argparse.Namespace, settings: QueuekitSettings) -> None:
-    from containers.host import open_host  # the composition root, imported late
-
-    async with open_host(settings) as host:
+    async with args.open_host(settings) as host:
         shown = 0
         while True:
             stats = await collect_stats(host.service, args.queue or None)
@@ -140,9 +139,7 @@ def _stats(args: argparse.Namespace) -> int:
 # -- jobs and retry -------------------------------------------------------------------
 
 async def _jobs_async(args: argparse.Namespace, settings: QueuekitSettings) -> None:
-    from containers.host import open_host
-
-    async with open_host(settings) as host:
+    async with args.open_host(settings) as host:
         jobs = await host.service.get_jobs(args.queue, args.state, args.limit)
     if args.json:
         print(json.dumps([job_summary(job) for job in jobs], indent=2))
@@ -157,15 +154,14 @@ def _jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _retry_async(queue: str, settings: QueuekitSettings) -> int:
-    from containers.host import open_host
-
+async def _retry_async(args: argparse.Namespace, settings: QueuekitSettings) -> int:
+    open_host: HostFactory = args.open_host
     async with open_host(settings) as host:
-        return await host.service.retry_jobs(queue)
+        return await host.service.retry_jobs(args.queue)
 
 
 def _retry(args: argparse.Namespace) -> int:
-    moved = asyncio.run(_retry_async(args.queue, read_settings(args.config)))
+    moved = asyncio.run(_retry_async(args, read_settings(args.config)))
     print(f"{moved} failed job(s) of {args.queue} moved back to waiting")
     return 0
 
@@ -173,10 +169,8 @@ def _retry(args: argparse.Namespace) -> int:
 # -- health ---------------------------------------------------------------------------
 
 async def _health_async(args: argparse.Namespace, settings: QueuekitSettings) -> int:
-    from containers.host import open_host
-
     try:
-        async with open_host(settings) as host:
+        async with args.open_host(settings) as host:
             queues = args.queues if args.queues is not None else expected_workers(
                 settings, host.plugins)
             report = await check_health(host.service, queues)

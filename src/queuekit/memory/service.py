@@ -1,0 +1,154 @@
+"""An in-memory ``QueueService``: the same contract in one process, for tests and demos.
+
+It is not a mock: delays, priorities, retries with backoff, progress, retention, counts
+and graceful close behave as on Redis. Idle waits (a delayed job, a retry backoff) run on
+a :class:`VirtualClock` that jumps ahead when every worker is idle, so a job with three
+attempts and 1 s / 2 s / 4 s backoff finishes in milliseconds of wall time while its
+timestamps show the backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from queuekit.events import EventStream, EventType
+from queuekit.memory.clock import VirtualClock
+from queuekit.memory.ratelimit import MemoryRateLimiter
+from queuekit.memory.store import MemoryEventStream, MemoryQueue, StoredJob, copy_json
+from queuekit.memory.worker import MemoryWorker
+from queuekit.processors import Processor
+from queuekit.queues import QueueRegistry
+from queuekit.ratelimit import RateLimiter
+from queuekit.records import PreparedJob, RawJob
+from queuekit.service import QueueService
+from queuekit.settings import QueuekitSettings
+from queuekit.worker import QueueWorker
+
+log = logging.getLogger("queuekit.memory")
+
+#: Loop turns an idle worker lets pass before the clock jumps, so that a caller that
+#: is about to add a job or a processor that is about to finish gets there first.
+_SETTLE_TURNS = 8
+
+
+class InMemoryQueueService(QueueService):
+    """``QueueService`` in one process, on a virtual clock. Works with no arguments."""
+
+    backend = "memory"
+
+    def __init__(
+        self,
+        settings: QueuekitSettings | None = None,
+        registry: QueueRegistry | None = None,
+        *,
+        clock: VirtualClock | None = None,
+        autojump: bool = True,
+    ) -> None:
+        super().__init__(settings, registry)
+        self.clock = clock or VirtualClock()
+        self.autojump = autojump
+        self._queues: dict[str, MemoryQueue] = {}
+
+    def _now_ms(self) -> int:
+        return self.clock.now_ms()
+
+    def queue_store(self, name: str) -> MemoryQueue:
+        """The store of queue ``name`` (created on first use)."""
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = MemoryQueue(name)
+        return queue
+
+    def _busy(self) -> bool:
+        return any(q.active for q in self._queues.values())
+
+    async def wait_for_work(self, queue: MemoryQueue) -> None:
+        """Wait for work on ``queue``; jump the clock when nothing at all is running."""
+        due = queue.next_due()
+        if due is None:
+            await queue.changed(None)
+            return
+        for _ in range(_SETTLE_TURNS):
+            await asyncio.sleep(0)
+        if queue.next_due() != due or queue.waiting or queue.prioritized:
+            return
+        now = self.clock.now_ms()
+        if self.autojump and not self._busy() and due > now:
+            self.clock.advance(due - now)
+            for other in self._queues.values():  # their waits were computed on the old time
+                other.notify()
+            return
+        await queue.changed(max(0.0, (due - now) / 1000))
+
+    def _store(self, job: PreparedJob) -> str:
+        queue = self.queue_store(job.queue)
+        custom = job.options.job_id
+        if custom is not None and custom in queue.jobs:
+            return custom
+        job_id = custom if custom is not None else str(next(queue.ids))
+        now = self.clock.now_ms()
+        stored = StoredJob(id=job_id, name=job.name, data=copy_json(job.wire),
+                           options=job.options, timestamp=now)
+        queue.jobs[job_id] = stored
+        delay = job.options.delay
+        queue.enqueue(stored, now, delay)
+        queue.emit(EventType.DELAYED if delay > 0 else EventType.WAITING, stored,
+                   delay if delay > 0 else None)
+        return job_id
+
+    async def _add(self, job: PreparedJob) -> str:
+        job_id = self._store(job)
+        self.queue_store(job.queue).notify()
+        return job_id
+
+    async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
+        ids = [self._store(job) for job in jobs]
+        self.queue_store(jobs[0].queue).notify()
+        return ids
+
+    def _start_worker(self, queue: str, processor: Processor, concurrency: int) -> QueueWorker:
+        return MemoryWorker(self, queue, processor, concurrency)
+
+    async def _get_raw_job(self, queue: str, job_id: str) -> RawJob | None:
+        job = self.queue_store(queue).jobs.get(job_id)
+        return None if job is None else job.raw()
+
+    async def get_job_logs(self, queue: str, job_id: str) -> list[str]:
+        """The lines a processor logged for the job."""
+        job = self.queue_store(str(queue)).jobs.get(str(job_id))
+        return [] if job is None else list(job.logs)
+
+    async def _get_counts(self, queue: str) -> dict[str, int]:
+        return self.queue_store(queue).counts()
+
+    async def _get_raw_jobs(self, queue: str, state: str, limit: int) -> list[RawJob]:
+        return [job.raw() for job in self.queue_store(queue).listed(state)[:limit]]
+
+    async def _retry_failed(self, queue: str) -> int:
+        return self.queue_store(queue).retry_failed()
+
+    async def _stored_queues(self) -> set[str]:
+        return {name for name, queue in self._queues.items() if queue.jobs}
+
+    async def _count_workers(self, queue: str) -> int:
+        worker = self._workers.get(queue)
+        return 1 if worker is not None and worker.running else 0
+
+    async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
+                               attempt: int) -> None:
+        await self.queue_store(queue).changed(timeout)
+
+    async def _health_backend(self) -> tuple[str, str]:
+        return "ok", "closed"
+
+    def _make_rate_limiter(self) -> RateLimiter:
+        return MemoryRateLimiter(self.settings.security.rate_limits, self.clock.now_ms)
+
+    def _event_stream(self, queue: str) -> EventStream:
+        return MemoryEventStream(self.queue_store(queue))
+
+    async def _close_backend(self) -> None:
+        for queue in self._queues.values():
+            queue.notify()

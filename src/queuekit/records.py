@@ -1,0 +1,136 @@
+"""The records that pass between ``QueueService`` and its backends.
+
+``NewJob`` is what a caller hands to ``add_jobs``; ``PreparedJob`` is a job that passed
+every check and is ready to be written; ``RawJob`` is a job as a backend read it back,
+before it becomes a public :class:`~queuekit.jobs.JobInfo`; ``HealthReport`` is what
+``health()`` says. None of them carries a backend's wire format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from queuekit.errors import PayloadValidationError
+from queuekit.jobs import (
+    JobInfo,
+    JobOptions,
+    JobResult,
+    JobState,
+    Progress,
+    ResolvedOptions,
+    ms_to_datetime,
+    result_from_wire,
+    validate_model,
+)
+from queuekit.payloads import JobPayload
+from queuekit.queues import QueueRegistry
+
+JobData = JobPayload | Mapping[str, Any]
+OptionsArg = JobOptions | Mapping[str, Any] | None
+
+#: The states :meth:`QueueService.get_jobs` lists.
+LISTABLE_STATES: tuple[str, ...] = (
+    JobState.WAITING, JobState.PRIORITIZED, JobState.DELAYED, JobState.ACTIVE,
+    JobState.COMPLETED, JobState.FAILED,
+)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job of a bulk :meth:`QueueService.add_jobs` call."""
+
+    name: str
+    data: JobData
+    options: OptionsArg = None
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job that passed every check and is ready to be written."""
+
+    queue: str
+    name: str
+    payload: JobPayload
+    wire: dict[str, Any]
+    options: ResolvedOptions
+
+    def info(self, job_id: str, created_ms: int) -> JobInfo:
+        """The ``JobInfo`` of this job just after it was written as ``job_id``."""
+        delay, priority = self.options.delay, self.options.priority
+        state = (JobState.DELAYED if delay else
+                 JobState.PRIORITIZED if priority else JobState.WAITING)
+        return JobInfo(
+            id=job_id, name=self.name, queue=self.queue, data=self.payload, state=state,
+            progress=0, attempts_made=0, return_value=None, failed_reason=None,
+            created_at=ms_to_datetime(created_ms), processed_at=None, finished_at=None,
+            max_attempts=self.options.attempts, delay=delay, priority=priority,
+        )
+
+
+@dataclass
+class RawJob:
+    """A job as a backend stores it, before it becomes a ``JobInfo``."""
+
+    id: str
+    name: str
+    data: Any
+    state: str
+    max_attempts: int = 1
+    progress: Progress = 0
+    attempts_made: int = 0
+    return_value: Any = None
+    failed_reason: str | None = None
+    timestamp: int = 0
+    processed_on: int = 0
+    finished_on: int = 0
+    delay: int = 0
+    priority: int = 0
+
+    def to_info(self, queue: str, registry: QueueRegistry) -> JobInfo:
+        """The public view: ``data`` validated when it fits the queue's model."""
+        data: Any = self.data
+        if queue in registry:
+            try:
+                data = validate_model(registry.model_for(queue), self.data, "payload")
+            except PayloadValidationError:
+                data = self.data
+        try:
+            state = JobState(self.state)
+        except ValueError:
+            state = JobState.UNKNOWN
+        return JobInfo(
+            id=self.id, name=self.name, queue=queue, data=data, state=state,
+            progress=self.progress, attempts_made=self.attempts_made,
+            return_value=result_from_wire(self.return_value),
+            failed_reason=self.failed_reason, created_at=ms_to_datetime(self.timestamp),
+            processed_at=ms_to_datetime(self.processed_on),
+            finished_at=ms_to_datetime(self.finished_on),
+            max_attempts=self.max_attempts, delay=self.delay, priority=self.priority,
+        )
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What ``QueueService.health()`` says; ``ok`` is False with ``reasons`` when not."""
+
+    ok: bool
+    backend: str
+    redis: str
+    breaker: str
+    workers: dict[str, bool] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+
+
+def normalise_result(result: object) -> Any:
+    """A processor's return value as the JSON-ready value stored on the job."""
+    if result is None:
+        return None
+    if isinstance(result, JobResult):
+        return result.to_wire()
+    if isinstance(result, Mapping):
+        return dict(result)
+    raise TypeError(
+        f"a processor must return JobResult, a mapping or None, not {type(result).__name__}"
+    )

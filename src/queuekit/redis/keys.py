@@ -1,0 +1,67 @@
+"""Every Redis key queuekit names, in one place.
+
+BullMQ's keys are ``<prefix>:<queue>:<name>`` (``wait``, ``active``, ``events`` ...) and
+``<prefix>:<queue>:<job id>`` for a job's hash. The key lists below are the ``KEYS`` of
+the BullMQ scripts queuekit calls itself, by the names bullmq's ``Scripts.getKeys`` takes
+(so the same lists build the same keys as bullmq does). queuekit's own keys (the per-user
+rate-limit windows) live under the same prefix and a ``qk`` segment no BullMQ queue uses.
+"""
+
+from __future__ import annotations
+
+#: ``KEYS`` of ``addStandardJob``.
+ADD_STANDARD_KEYS = ("wait", "paused", "meta", "id", "completed", "delayed", "active",
+                     "events", "marker")
+#: ``KEYS`` of ``addDelayedJob``.
+ADD_DELAYED_KEYS = ("marker", "meta", "id", "delayed", "completed", "events")
+#: ``KEYS`` of ``addPrioritizedJob``.
+ADD_PRIORITIZED_KEYS = ("marker", "meta", "id", "prioritized", "delayed", "completed",
+                        "active", "events", "pc")
+#: ``KEYS`` of ``moveToActive``.
+MOVE_TO_ACTIVE_KEYS = ("wait", "active", "prioritized", "events", "stalled", "limiter",
+                       "delayed", "paused", "meta", "pc", "marker")
+#: The queue keys at the head of ``moveToFinished``'s ``KEYS`` (the job's hash, the
+#: metrics key and the marker follow).
+MOVE_TO_FINISHED_KEYS = ("wait", "active", "prioritized", "events", "stalled", "limiter",
+                         "delayed", "paused", "meta", "pc", "completed")
+#: The metrics list of completed jobs, relative to the queue.
+COMPLETED_METRICS = "metrics:completed"
+
+
+def queue_key(prefix: str, queue: str, name: str = "") -> str:
+    """BullMQ's key ``name`` of ``queue`` (``""``: the queue's own prefix, ``...:``)."""
+    return f"{prefix}:{queue}:{name}"
+
+
+def events_key(prefix: str, queue: str) -> str:
+    """BullMQ's event stream of ``queue``."""
+    return queue_key(prefix, queue, "events")
+
+
+def job_key(prefix: str, queue: str, job_id: str) -> str:
+    """BullMQ's hash of one job."""
+    return queue_key(prefix, queue, job_id)
+
+
+def meta_key_pattern(prefix: str) -> str:
+    """A ``SCAN`` pattern matching BullMQ's ``meta`` hash of every queue under ``prefix``."""
+    return f"{prefix}:*:meta"
+
+
+def queue_of_meta_key(prefix: str, key: str) -> str | None:
+    """The queue whose ``meta`` hash ``key`` is, or None for another key."""
+    head, tail = f"{prefix}:", ":meta"
+    if not (key.startswith(head) and key.endswith(tail)):
+        return None
+    name = key[len(head):-len(tail)]
+    return name if name and ":" not in name else None
+
+
+def worker_client_name(prefix: str, queue: str, worker: str) -> str:
+    """The client name bullmq gives a worker's connections (dashboards count these)."""
+    return f"{queue_key(prefix, queue)[:-1]}:w:{worker}"
+
+
+def rate_limit_key(prefix: str, queue: str, user_id: str) -> str:
+    """The sliding window of one user's additions to ``queue``."""
+    return f"{prefix}:qk:rate:{queue}:{user_id}"

@@ -1,0 +1,246 @@
+"""The Redis implementation of ``QueueService``, on BullMQ's keys, scripts and format.
+
+Jobs are stored in BullMQ's own format under the configured prefix (``queue``), so Node
+BullMQ workers and dashboards read them. bullmq is untyped: its objects stay ``Any``
+inside this package and never reach the public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import bullmq
+
+from queuekit.events import EventStream
+from queuekit.jobs import COUNT_STATES
+from queuekit.processors import Processor
+from queuekit.queues import QueueRegistry
+from queuekit.ratelimit import RateLimiter
+from queuekit.records import PreparedJob, RawJob
+from queuekit.redis.breaker import AsyncCircuitBreaker, make_breaker
+from queuekit.redis.bullmq_engine import BullmqWorker
+from queuekit.redis.commands import AddJobCommand
+from queuekit.redis.connection import QueueConnection
+from queuekit.redis.events import RedisEventStream
+from queuekit.redis.fast_engine import FastWorker
+from queuekit.redis.jobs import raw_from_bull
+from queuekit.redis.keys import meta_key_pattern, queue_of_meta_key, rate_limit_key
+from queuekit.redis.pipeline import AutoPipeline
+from queuekit.redis.ratelimit import RedisRateLimiter
+from queuekit.redis.wire import bullmq_options
+from queuekit.redis.worker import RedisWorker
+from queuekit.service import QueueService
+from queuekit.settings import QueuekitSettings
+from queuekit.worker import QueueWorker
+
+log = logging.getLogger("queuekit.redis")
+
+#: The worker engines, by ``worker.engine``.
+ENGINES: dict[str, type[RedisWorker]] = {"fast": FastWorker, "bullmq": BullmqWorker}
+#: Failed jobs ``retry_jobs`` moves per script call (BullMQ's default batch).
+_RETRY_BATCH = 1000
+#: How often ``wait_for_job`` re-reads a job: starts small, grows to the cap.
+_POLL_START = 0.005
+_POLL_CAP = 0.1
+
+
+class RedisQueueService(QueueService):
+    """``QueueService`` on BullMQ and Redis.
+
+    Build it with a :class:`QueueConnection` that the container owns, or let it own one;
+    call :meth:`start` (or use :meth:`connect`) to fail fast when Redis is unreachable.
+    """
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        settings: QueuekitSettings | None = None,
+        registry: QueueRegistry | None = None,
+        *,
+        connection: QueueConnection | None = None,
+        breaker: AsyncCircuitBreaker | None = None,
+    ) -> None:
+        super().__init__(settings, registry)
+        self._owns_connection = connection is None
+        self.connection = connection or QueueConnection(self.settings.redis)
+        self.breaker = breaker or AsyncCircuitBreaker(
+            make_breaker(self.settings.breaker), target=f"Redis at {self.connection.url}"
+        )
+        self._queues: dict[str, Any] = {}
+        self._pipe = AutoPipeline(self.connection.batch_client, max_batch=8,
+                                  timeout=self.settings.redis.socket_timeout)
+        self._add_commands: dict[str, AddJobCommand] = {}
+        self._default_wire_options = bullmq_options(self._default_options)
+
+    @classmethod
+    async def connect(cls, settings: QueuekitSettings | None = None,
+                      registry: QueueRegistry | None = None) -> RedisQueueService:
+        """A started service that owns its connection; close it with ``close()``."""
+        service = cls(settings, registry)
+        try:
+            await service.start()
+        except BaseException:
+            await service.close()
+            raise
+        return service
+
+    async def start(self) -> None:
+        """Check the connection (within ``redis.startup_timeout``)."""
+        await self.connection.server_info()
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of every BullMQ key of this service."""
+        return self.settings.redis.prefix
+
+    def get_queue(self, name: str) -> Any:
+        """The bullmq ``Queue`` of ``name`` (one per name, created on first use)."""
+        self._ensure_open()
+        name = str(name)
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = bullmq.Queue(name, {"connection": self.connection.client,
+                                        "prefix": self.prefix})
+            self.connection.apply_to(queue.redisConnection)
+            self._queues[name] = queue
+            log.debug("queue %s initialised", name, extra={"queue": name})
+        return queue
+
+    def _add_command(self, queue: str) -> AddJobCommand:
+        command = self._add_commands.get(queue)
+        if command is None:
+            command = AddJobCommand(self.get_queue(queue), self._pipe)
+            self._add_commands[queue] = command
+        return command
+
+    def _wire_options(self, job: PreparedJob) -> dict[str, Any]:
+        if job.options is self._default_options:  # the common case, converted once
+            return self._default_wire_options
+        return bullmq_options(job.options)
+
+    async def _add(self, job: PreparedJob) -> str:
+        command = self._add_command(job.queue)
+        opts = self._wire_options(job)
+        # bullmq's add script, sent through the auto-pipeline: concurrent adds of this
+        # process share one round trip.
+        return await self.breaker.call(lambda: command(job.name, job.wire, opts))
+
+    async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
+        command = self._add_command(jobs[0].queue)
+        calls = [command.build(job.name, job.wire, self._wire_options(job)) for job in jobs]
+        return await self.breaker.call(lambda: command.add_many(self.connection.client, calls))
+
+    def _start_worker(self, queue: str, processor: Processor, concurrency: int) -> QueueWorker:
+        return ENGINES[self.settings.worker.engine](self, queue, processor, concurrency)
+
+    def _make_rate_limiter(self) -> RateLimiter:
+        prefix = self.prefix
+        return RedisRateLimiter(self.settings.security.rate_limits, self.connection.client,
+                                key=lambda queue, user: rate_limit_key(prefix, queue, user))
+
+    async def _admit(self, jobs: Sequence[PreparedJob]) -> None:
+        # Only a queue with a limit reaches Redis here; anything else would count as a
+        # successful call and reset (or, half-open, close) the breaker without Redis.
+        if jobs[0].queue in self.settings.security.rate_limits:
+            await self.breaker.call(lambda: super(RedisQueueService, self)._admit(jobs))
+
+    def _event_stream(self, queue: str) -> EventStream:
+        return RedisEventStream(self, queue)
+
+    async def _get_raw_job(self, queue: str, job_id: str) -> RawJob | None:
+        bull_queue = self.get_queue(queue)
+
+        async def read() -> RawJob | None:
+            # State first: the hash read after it is at least as new, so a finished
+            # state always comes with its finishedOn, failedReason and return value.
+            state = await bull_queue.getJobState(job_id)
+            job = await bull_queue.getJob(job_id)
+            if job is None:
+                return None
+            return raw_from_bull(job, str(state))
+
+        return await self.breaker.call(read)
+
+    async def _get_counts(self, queue: str) -> dict[str, int]:
+        bull_queue = self.get_queue(queue)
+        counts: dict[str, Any] = await self.breaker.call(
+            lambda: bull_queue.getJobCounts(*COUNT_STATES)
+        )
+        return {state: int(counts.get(state, 0) or 0) for state in COUNT_STATES}
+
+    async def _get_raw_jobs(self, queue: str, state: str, limit: int) -> list[RawJob]:
+        bull_queue = self.get_queue(queue)
+        # BullMQ's order: finished sets newest first, the others in the order they run.
+        ascending = state not in ("completed", "failed")
+        jobs: list[Any] = await self.breaker.call(
+            lambda: bull_queue.getJobs([state], 0, limit - 1, ascending)
+        )
+        return [raw_from_bull(job, state) for job in jobs if job is not None]
+
+    async def _retry_failed(self, queue: str) -> int:
+        bull_queue = self.get_queue(queue)
+        scripts, failed_key = bull_queue.scripts, bull_queue.keys["failed"]
+        now = int(time.time() * 1000)
+        keys, args = scripts.moveJobsToWaitArgs("failed", _RETRY_BATCH, now)
+        move = scripts.commands["moveJobsToWait"]
+
+        async def batch() -> tuple[int, bool]:
+            # One MULTI: the count and BullMQ's move see the same failed set, so the
+            # number reported is the number moved even while other workers fail jobs.
+            async with self.connection.client.pipeline(transaction=True) as pipe:
+                pipe.zcount(failed_key, 0, now)
+                await move(keys=keys, args=args, client=pipe)
+                found, more = await pipe.execute()
+            return min(int(found), _RETRY_BATCH), bool(int(more))
+
+        moved = 0
+        while True:
+            count, more = await self.breaker.call(batch)
+            moved += count
+            if not more or not count:
+                return moved
+
+    async def _stored_queues(self) -> set[str]:
+        client, prefix = self.connection.client, self.prefix
+
+        async def scan() -> set[str]:
+            names = set()
+            async for key in client.scan_iter(match=meta_key_pattern(prefix), count=500):
+                name = queue_of_meta_key(prefix, str(key))
+                if name is not None:
+                    names.add(name)
+            return names
+
+        return await self.breaker.call(scan)
+
+    async def _count_workers(self, queue: str) -> int:
+        bull_queue = self.get_queue(queue)
+        clients: list[dict[str, Any]] = await self.breaker.call(bull_queue.get_workers)
+        # A bullmq worker gives each of its connections the same name: count names.
+        return len({c.get("rawname") for c in clients if c.get("rawname")})
+
+    async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
+                               attempt: int) -> None:
+        # Polling keeps wait_for_job free of a blocking connection per caller; the
+        # interval doubles up to a cap so a long wait costs ten round trips a second.
+        await asyncio.sleep(min(_POLL_START * 2**attempt, _POLL_CAP, timeout))
+
+    async def _health_backend(self) -> tuple[str, str]:
+        return await self.connection.ping(), self.breaker.state
+
+    async def _close_backend(self) -> None:
+        for name, queue in list(self._queues.items()):
+            try:
+                await queue.close()
+            except Exception as exc:
+                log.warning("closing queue %s: %s", name, exc, extra={"queue": name})
+        self._queues.clear()
+        await self._pipe.aclose()
+        if self._owns_connection:
+            await self.connection.close()
+

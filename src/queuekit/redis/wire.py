@@ -1,0 +1,112 @@
+"""BullMQ's wire format: camelCase job options, worker options, and their constants.
+
+The rest of queuekit speaks typed, snake_case records (``ResolvedOptions``); this module
+is where they become what BullMQ (Python or Node) stores and reads.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from queuekit.jobs import ResolvedOptions, Retention
+from queuekit.settings import KeepJobs, WorkerSettings
+
+#: Redis checks blocking timeouts on its ``hz`` timer (10 per second by default), so a
+#: ``BZPOPMIN`` timeout can end up to 100 ms late. Workers ask Redis to wake them this
+#: much early and wait the rest on the local clock, so delays are honoured to a few ms.
+REDIS_TIMER_SLACK = 0.1
+#: BullMQ never blocks longer than this (seconds), so a lost connection is noticed.
+MAX_BLOCK = 10.0
+
+#: What bullmq's stalled check stores (``defa``) on a job that stalled too often; the
+#: next worker to fetch the job fails it with that reason instead of running it.
+STALLED_TOO_OFTEN = "job stalled more than allowable limit"
+
+
+def stalled_reason(stalled: int, max_stalled: int) -> str:
+    """The failed reason of a job that stalled ``stalled`` times, over the limit."""
+    return (
+        f"{STALLED_TOO_OFTEN}: it was running {stalled} times when its worker stopped "
+        "renewing its lock (the process crashed, was killed, or blocked its event loop "
+        f"longer than worker.lock_duration); worker.max_stalled_count is {max_stalled}"
+    )
+
+
+def worker_name() -> str:
+    """A name for one worker, unique across hosts and processes (in its Redis client name)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _retention(value: Retention) -> bool | int | dict[str, int]:
+    if isinstance(value, KeepJobs):
+        return value.to_bullmq()
+    return value
+
+
+def bullmq_options(options: ResolvedOptions) -> dict[str, Any]:
+    """BullMQ's ``JobsOptions`` for resolved options (only what differs from BullMQ's own
+    defaults is written, as bullmq's ``Queue.add`` does)."""
+    opts: dict[str, Any] = {
+        "attempts": options.attempts,
+        "backoff": {"type": options.backoff.type, "delay": options.backoff.delay},
+        "removeOnComplete": _retention(options.remove_on_complete),
+        "removeOnFail": _retention(options.remove_on_fail),
+    }
+    if options.delay:
+        opts["delay"] = options.delay
+    if options.priority:
+        opts["priority"] = options.priority
+    if options.job_id is not None:
+        opts["jobId"] = options.job_id
+    if options.lifo:
+        opts["lifo"] = True
+    return opts
+
+
+def bullmq_job_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a bullmq ``Job`` stores for ``opts`` (its ``attempts``/``delay`` defaults,
+    backoff normalised: an int is a fixed delay)."""
+    final: dict[str, Any] = {"attempts": 0, "delay": 0, **opts}
+    backoff = opts.get("backoff")
+    if isinstance(backoff, int) and not isinstance(backoff, bool):
+        backoff = {"type": "fixed", "delay": backoff}
+    final["backoff"] = backoff or None
+    return final
+
+
+def keep_jobs(remove: object) -> dict[str, Any]:
+    """BullMQ's ``keepJobs`` for a ``removeOnComplete`` / ``removeOnFail`` option."""
+    if isinstance(remove, bool):
+        return {"count": 0} if remove else {"count": -1}
+    if isinstance(remove, int):
+        return {"count": remove}
+    if isinstance(remove, Mapping):
+        return dict(remove)
+    return {"count": -1}
+
+
+def max_attempts(opts: Mapping[str, Any] | None) -> int:
+    """The ``attempts`` of a job's BullMQ options (1 when unset or 0)."""
+    return int((opts or {}).get("attempts", 1) or 1)
+
+
+def bullmq_worker_options(settings: WorkerSettings, prefix: str, concurrency: int,
+                          name: str) -> dict[str, Any]:
+    """bullmq ``WorkerOptions`` from queuekit's worker settings."""
+    return {
+        "prefix": prefix,
+        "concurrency": concurrency,
+        "lockDuration": settings.lock_duration,
+        "stalledInterval": settings.stalled_interval,
+        "maxStalledCount": settings.max_stalled_count,
+        "drainDelay": settings.drain_delay,
+        # bullmq waits 15 s after a connection error before fetching again.
+        "runRetryDelay": settings.run_retry_delay,
+        # A name per worker, so count_workers tells two processes' workers apart.
+        "name": name,
+        "autorun": False,
+    }
