@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from queuekit.errors import (
+    AttemptTimeoutError,
     CircuitOpenError,
     ConfigurationError,
     FieldError,
+    JobCancelledError,
     JobNotFoundError,
     JobTimeoutError,
     PayloadValidationError,
@@ -25,6 +27,7 @@ from queuekit.errors import (
     UnrecoverableError,
     WorkerError,
 )
+from queuekit.flows import FlowJob, FlowNode
 from queuekit.jobs import JobContext, JobInfo, JobOptions, JobResult, JobState
 from queuekit.payloads import (
     AnalyticsJobData,
@@ -68,12 +71,16 @@ __version__ = "0.1.0"
 __all__ = [
     "AnalyticsJobData",
     "AsyncCircuitBreaker",
+    "AttemptTimeoutError",
     "BackoffSettings",
     "BankSyncJobData",
     "CircuitOpenError",
     "ConfigurationError",
     "FieldError",
+    "FlowJob",
+    "FlowNode",
     "HealthReport",
+    "JobCancelledError",
     "JobContext",
     "JobInfo",
     "JobNotFoundError",

@@ -13,9 +13,11 @@ message that says what went wrong and what to do about it::
     ├── RateLimitExceededError        too many additions for one user; see ``retry_after``
     ├── JobNotFoundError              no job with that id on that queue
     ├── JobTimeoutError               ``wait_for_job`` gave up (also a ``TimeoutError``)
+    ├── AttemptTimeoutError           an attempt ran past its ``timeout`` (it is retried)
     ├── WorkerError                   a worker could not be created (e.g. one already runs)
     ├── ServiceClosedError            the service was used after ``close()``
     └── UnrecoverableError            raised by a processor: fail the job, no more attempts
+        └── JobCancelledError         ``cancel_job`` ended the attempt ("cancelled")
 """
 
 from __future__ import annotations
@@ -123,3 +125,18 @@ class ServiceClosedError(QueuekitError):
 
 class UnrecoverableError(QueuekitError):
     """Raise from a processor to fail the job at once, with no further attempts."""
+
+
+class JobCancelledError(UnrecoverableError):
+    """``cancel_job`` ended a running attempt: the job fails for good, reason "cancelled"."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled")
+
+
+class AttemptTimeoutError(QueuekitError, TimeoutError):
+    """An attempt ran longer than the job's ``timeout``; it is retried per ``attempts``."""
+
+    def __init__(self, timeout_ms: int) -> None:
+        super().__init__(f"job timed out after {timeout_ms} ms")
+        self.timeout_ms = timeout_ms

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from queuekit.errors import FieldError, PayloadValidationError
@@ -117,6 +117,25 @@ class JobOptions(BaseModel):
     remove_on_fail: Retention | None = Field(
         default=None, description="True, a count to keep, or KeepJobs(count, age)."
     )
+    timeout: int | None = Field(
+        default=None, gt=0, description="Milliseconds an attempt may run before it fails."
+    )
+    fail_parent_on_failure: bool | None = Field(
+        default=None, description="Flows: when this child fails for good, fail its parent."
+    )
+    ignore_dependency_on_failure: bool | None = Field(
+        default=None, description="Flows: a failed child counts as done (its reason kept)."
+    )
+    remove_dependency_on_failure: bool | None = Field(
+        default=None, description="Flows: a failed child is dropped from its parent."
+    )
+
+    @model_validator(mode="after")
+    def _one_failure_policy(self) -> JobOptions:
+        chosen = [name for name in _FAILURE_POLICIES if getattr(self, name)]
+        if len(chosen) > 1:  # BullMQ refuses them together too
+            raise ValueError(f"{' and '.join(chosen)} cannot be used together")
+        return self
 
     @field_validator("backoff", mode="before")
     @classmethod
@@ -154,7 +173,16 @@ class JobOptions(BaseModel):
             priority=self.priority or 0,
             job_id=self.job_id,
             lifo=bool(self.lifo),
+            timeout=self.timeout or 0,
+            fail_parent_on_failure=bool(self.fail_parent_on_failure),
+            ignore_dependency_on_failure=bool(self.ignore_dependency_on_failure),
+            remove_dependency_on_failure=bool(self.remove_dependency_on_failure),
         )
+
+
+#: The flow options that say what a failed child does to its parent (at most one).
+_FAILURE_POLICIES = ("fail_parent_on_failure", "ignore_dependency_on_failure",
+                     "remove_dependency_on_failure")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +201,10 @@ class ResolvedOptions:
     priority: int = 0
     job_id: str | None = None
     lifo: bool = False
+    timeout: int = 0
+    fail_parent_on_failure: bool = False
+    ignore_dependency_on_failure: bool = False
+    remove_dependency_on_failure: bool = False
 
 
 class JobResult(BaseModel):
@@ -258,14 +290,16 @@ class JobReporter(Protocol):
 
 
 class JobContext(Generic[P]):
-    """What a processor receives: the job's identity, its validated payload and two actions.
+    """What a processor receives: the job's identity, its validated payload and its actions.
 
     ``await update_progress(50)`` (or a mapping) makes progress visible to ``get_job`` and
-    event subscribers; ``await log("text")`` appends to the job's log.
+    event subscribers; ``await log("text")`` appends to the job's log. In a flow's parent,
+    ``await get_children_values()`` returns its children's return values. ``cancelled``
+    turns True once ``cancel_job`` or the job's ``timeout`` ended the attempt.
     """
 
-    __slots__ = ("_reporter", "attempts_made", "data", "id", "max_attempts", "name",
-                 "progress", "queue")
+    __slots__ = ("_children", "_reporter", "attempts_made", "cancelled", "data", "id",
+                 "max_attempts", "name", "progress", "queue")
 
     def __init__(
         self,
@@ -278,6 +312,7 @@ class JobContext(Generic[P]):
         max_attempts: int,
         reporter: JobReporter,
         progress: Progress = 0,
+        children: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -287,6 +322,10 @@ class JobContext(Generic[P]):
         self.max_attempts = max_attempts
         self.progress: Progress = progress
         self._reporter = reporter
+        self._children = children
+        #: Set by the worker when the attempt is cancelled or times out: a processor that
+        #: cannot be interrupted (a thread) can poll it and stop early.
+        self.cancelled = False
 
     async def update_progress(self, progress: int | Mapping[str, Any]) -> None:
         """Record progress: an int 0..100 or a JSON-serialisable mapping."""
@@ -297,6 +336,12 @@ class JobContext(Generic[P]):
     async def log(self, text: str) -> None:
         """Append a line to the job's log (BullMQ's ``job.log``)."""
         await self._reporter.log(str(text))
+
+    async def get_children_values(self) -> dict[str, Any]:
+        """The return values of this flow parent's completed children, by child job key
+        (BullMQ's ``getChildrenValues``: ``"<prefix>:<queue>:<id>"``); empty for a job
+        without children."""
+        return {} if self._children is None else await self._children()
 
     def __repr__(self) -> str:
         return (f"JobContext(queue={self.queue!r}, id={self.id!r}, name={self.name!r}, "

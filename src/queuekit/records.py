@@ -87,6 +87,7 @@ class RawJob:
     finished_on: int = 0
     delay: int = 0
     priority: int = 0
+    timeout: int = 0
 
     def to_info(self, queue: str, registry: QueueRegistry) -> JobInfo:
         """The public view: ``data`` validated when it fits the queue's model."""

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from queuekit.cancellation import CancellationMixin
 from queuekit.errors import (
     FieldError,
     JobNotFoundError,
@@ -22,6 +23,7 @@ from queuekit.errors import (
     WorkerError,
 )
 from queuekit.events import EventStream
+from queuekit.flows import FlowsMixin
 from queuekit.jobs import JobInfo, JobOptions, JobState, validate_model
 from queuekit.processors import Processor, WorkerHost
 from queuekit.queues import QueueRegistry
@@ -42,7 +44,7 @@ from queuekit.worker import QueueWorker
 log = logging.getLogger("queuekit")
 
 
-class QueueService(abc.ABC):
+class QueueService(FlowsMixin, CancellationMixin, abc.ABC):
     """Named queues of background jobs: add jobs, run workers, read jobs back.
 
     Inject this type; the container provides the Redis implementation, and tests can
@@ -304,7 +306,7 @@ class QueueService(abc.ABC):
 
     # -- backend hooks -----------------------------------------------------------------
 
-    async def start(self) -> None:  # noqa: B027 - a hook with nothing to do in memory
+    async def start(self) -> None:
         """Check that the store is reachable (Redis: within ``redis.startup_timeout``)."""
 
     def _now_ms(self) -> int:

@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from queuekit.cancellation import CancelRegistry
 from queuekit.errors import PayloadValidationError, UnrecoverableError
 from queuekit.jobs import JobContext, JobReporter, validate_model
 from queuekit.processors import Processor
@@ -77,6 +78,7 @@ class BaseWorker(QueueWorker, Generic[J]):
         self._closing = False
         self._closed = False
         self._extra = {"queue": queue}
+        self._cancels = CancelRegistry()
         self._task: asyncio.Task[None] = asyncio.ensure_future(self._main())
 
     @property
@@ -159,8 +161,35 @@ class BaseWorker(QueueWorker, Generic[J]):
             id=raw.id, name=raw.name, queue=self.queue, data=payload,
             attempts_made=raw.attempts_made, max_attempts=raw.max_attempts,
             reporter=self._reporter(job), progress=raw.progress,
+            children=lambda: self._children_values(job),
         )
-        return normalise_result(await self.processor(context))
+        return normalise_result(await self._guarded(raw, context))
+
+    async def _guarded(self, raw: RawJob, context: JobContext[Any]) -> Any:
+        """The processor under the attempt's ``timeout`` and ``cancel_job`` requests: an
+        interrupted attempt raises ``AttemptTimeoutError`` or ``JobCancelledError``."""
+        guard = self._cancels.start(raw.id, context, raw.timeout)
+        task = asyncio.current_task()
+        try:
+            result = await self.processor(context)
+        except asyncio.CancelledError:
+            if guard.reason is None:  # a forced close, not ours
+                raise
+            if task is not None:
+                task.uncancel()
+            raise guard.error() from None
+        finally:
+            self._cancels.finish(raw.id, guard)
+        if guard.reason is not None:  # it swallowed the CancelledError or polled cancelled
+            if task is not None and task.cancelling():
+                task.uncancel()
+            raise guard.error()
+        return result
+
+    def cancel_running(self, job_id: str, remember: bool = True) -> bool:
+        """Interrupt the attempt of ``job_id`` if this worker runs it (else remember the
+        request briefly: the job may be starting); True if one was interrupted."""
+        return self._cancels.request(job_id, remember)
 
     # -- log lines -----------------------------------------------------------------------
 
@@ -228,6 +257,10 @@ class BaseWorker(QueueWorker, Generic[J]):
     @abc.abstractmethod
     def _reporter(self, job: J) -> JobReporter:
         """Where the job's progress and log lines go."""
+
+    async def _children_values(self, job: J) -> dict[str, Any]:
+        """A flow parent's children's return values by child job key."""
+        return {}
 
     def _refusal(self, job: J) -> str | None:
         """A reason the store gave to fail ``job`` without running it, or None."""

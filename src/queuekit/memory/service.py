@@ -14,7 +14,9 @@ import logging
 from collections.abc import Sequence
 
 from queuekit.events import EventStream, EventType
+from queuekit.flows import FlowEntry, RawFlow
 from queuekit.memory.clock import VirtualClock
+from queuekit.memory.flows import MemoryFlows
 from queuekit.memory.ratelimit import MemoryRateLimiter
 from queuekit.memory.store import MemoryEventStream, MemoryQueue, StoredJob, copy_json
 from queuekit.memory.worker import MemoryWorker
@@ -24,7 +26,7 @@ from queuekit.ratelimit import RateLimiter
 from queuekit.records import PreparedJob, RawJob
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
-from queuekit.worker import QueueWorker
+from queuekit.worker import BaseWorker, QueueWorker
 
 log = logging.getLogger("queuekit.memory")
 
@@ -50,6 +52,7 @@ class InMemoryQueueService(QueueService):
         self.clock = clock or VirtualClock()
         self.autojump = autojump
         self._queues: dict[str, MemoryQueue] = {}
+        self.flows = MemoryFlows(self)
 
     def _now_ms(self) -> int:
         return self.clock.now_ms()
@@ -107,6 +110,28 @@ class InMemoryQueueService(QueueService):
         ids = [self._store(job) for job in jobs]
         self.queue_store(jobs[0].queue).notify()
         return ids
+
+    async def _add_flow(self, entries: Sequence[FlowEntry]) -> None:
+        self.flows.add(entries)
+
+    async def _get_raw_flow(self, queue: str, job_id: str) -> RawFlow | None:
+        return self.flows.raw_flow(queue, job_id)
+
+    async def _cancel_job(self, queue: str, job_id: str) -> bool:
+        store = self.queue_store(queue)
+        job = store.jobs.get(job_id)
+        if job is None:
+            return False
+        if job.state in ("waiting", "prioritized", "delayed"):
+            del store.jobs[job_id]  # its stale entries in the lists are skipped by take()
+            job.state = "removed"
+            self.flows.removed(queue, job)
+            store.notify()
+            return True
+        worker = self._workers.get(queue)
+        if job.state == "active" and isinstance(worker, BaseWorker):
+            return worker.cancel_running(job_id, remember=False)
+        return False
 
     def _start_worker(self, queue: str, processor: Processor, concurrency: int) -> QueueWorker:
         return MemoryWorker(self, queue, processor, concurrency)

@@ -23,6 +23,17 @@ def copy_json(value: Any) -> Any:
 
 
 @dataclass
+class FlowDeps:
+    """A flow parent's children, by child job key (BullMQ's ``:dependencies``,
+    ``:processed``, ``:failed`` and ``:unsuccessful``)."""
+
+    pending: set[str] = field(default_factory=set)
+    processed: dict[str, Any] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    unsuccessful: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class StoredJob:
     id: str
     name: str
@@ -37,6 +48,9 @@ class StoredJob:
     processed_on: int = 0
     finished_on: int = 0
     logs: list[str] = field(default_factory=list)
+    parent: tuple[str, str] | None = None  # flows: (queue, id) of the parent
+    deps: FlowDeps | None = None  # flows: set on a parent
+    deferred_failure: str | None = None  # flows: a failed child failed this parent
 
     def raw(self) -> RawJob:
         return RawJob(
@@ -46,6 +60,7 @@ class StoredJob:
             failed_reason=self.failed_reason, timestamp=self.timestamp,
             processed_on=self.processed_on, finished_on=self.finished_on,
             delay=self.options.delay, priority=self.options.priority,
+            timeout=self.options.timeout,
         )
 
 

@@ -65,6 +65,12 @@ class MemoryWorker(BaseWorker[StoredJob]):
     def _reporter(self, job: StoredJob) -> JobReporter:
         return _Reporter(self._queue, job)
 
+    def _refusal(self, job: StoredJob) -> str | None:
+        return job.deferred_failure
+
+    async def _children_values(self, job: StoredJob) -> dict[str, Any]:
+        return self._memory.flows.children_values(job)
+
     async def _complete(self, job: StoredJob, value: Any) -> None:
         queue, now = self._queue, self._memory.clock.now_ms()
         queue.active.discard(job.id)
@@ -74,6 +80,7 @@ class MemoryWorker(BaseWorker[StoredJob]):
         job.finished_on = now
         queue.completed.append(job.id)
         queue.emit(EventType.COMPLETED, job, job.return_value)
+        self._memory.flows.completed(self.queue, job)
         queue.retain(queue.completed, job.options.remove_on_complete, now)
         queue.notify()
         self._log_completed(job.id)
@@ -95,6 +102,7 @@ class MemoryWorker(BaseWorker[StoredJob]):
         job.finished_on = now
         queue.failed.append(job.id)
         queue.emit(EventType.FAILED, job, job.failed_reason, job.attempts_made, False)
+        self._memory.flows.failed(self.queue, job)
         queue.retain(queue.failed, job.options.remove_on_fail, now)
         queue.notify()
         return Failure(job.attempts_made, attempts, will_retry=False)

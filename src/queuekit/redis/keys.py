@@ -65,3 +65,19 @@ def worker_client_name(prefix: str, queue: str, worker: str) -> str:
 def rate_limit_key(prefix: str, queue: str, user_id: str) -> str:
     """The sliding window of one user's additions to ``queue``."""
     return f"{prefix}:qk:rate:{queue}:{user_id}"
+
+
+#: A flow parent's child records, appended to its job key (BullMQ's names): children
+#: still pending, completed ones (their return values), ignored failures, failures that
+#: fail the parent.
+FLOW_CHILDREN_PENDING = ":dependencies"
+FLOW_CHILDREN_PROCESSED = ":processed"
+FLOW_CHILDREN_FAILED = ":failed"
+FLOW_CHILDREN_UNSUCCESSFUL = ":unsuccessful"
+#: The states ``cancel_job`` removes a job from (a list, then sorted sets).
+CANCEL_REMOVABLE = ("wait", "paused", "prioritized", "delayed")
+
+
+def cancel_channel(prefix: str, queue: str) -> str:
+    """The pub/sub channel on which ``cancel_job`` asks ``queue``'s workers to stop a job."""
+    return f"{prefix}:qk:cancel:{queue}"

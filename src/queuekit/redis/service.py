@@ -16,6 +16,7 @@ from typing import Any
 import bullmq
 
 from queuekit.events import EventStream
+from queuekit.flows import FlowEntry, RawFlow
 from queuekit.jobs import COUNT_STATES
 from queuekit.processors import Processor
 from queuekit.queues import QueueRegistry
@@ -23,10 +24,12 @@ from queuekit.ratelimit import RateLimiter
 from queuekit.records import PreparedJob, RawJob
 from queuekit.redis.breaker import AsyncCircuitBreaker, make_breaker
 from queuekit.redis.bullmq_engine import BullmqWorker
+from queuekit.redis.cancel import cancel_job
 from queuekit.redis.commands import AddJobCommand
 from queuekit.redis.connection import QueueConnection
 from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
+from queuekit.redis.flows import RedisFlows
 from queuekit.redis.jobs import raw_from_bull
 from queuekit.redis.keys import meta_key_pattern, queue_of_meta_key, rate_limit_key
 from queuekit.redis.pipeline import AutoPipeline
@@ -76,6 +79,7 @@ class RedisQueueService(QueueService):
                                   timeout=self.settings.redis.socket_timeout)
         self._add_commands: dict[str, AddJobCommand] = {}
         self._default_wire_options = bullmq_options(self._default_options)
+        self.flows = RedisFlows(self)
 
     @classmethod
     async def connect(cls, settings: QueuekitSettings | None = None,
@@ -134,6 +138,15 @@ class RedisQueueService(QueueService):
         command = self._add_command(jobs[0].queue)
         calls = [command.build(job.name, job.wire, self._wire_options(job)) for job in jobs]
         return await self.breaker.call(lambda: command.add_many(self.connection.client, calls))
+
+    async def _add_flow(self, entries: Sequence[FlowEntry]) -> None:
+        await self.flows.add(entries)
+
+    async def _get_raw_flow(self, queue: str, job_id: str) -> RawFlow | None:
+        return await self.flows.raw_flow(queue, job_id)
+
+    async def _cancel_job(self, queue: str, job_id: str) -> bool:
+        return await cancel_job(self, queue, job_id)
 
     def _start_worker(self, queue: str, processor: Processor, concurrency: int) -> QueueWorker:
         return ENGINES[self.settings.worker.engine](self, queue, processor, concurrency)

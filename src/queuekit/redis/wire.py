@@ -64,7 +64,30 @@ def bullmq_options(options: ResolvedOptions) -> dict[str, Any]:
         opts["jobId"] = options.job_id
     if options.lifo:
         opts["lifo"] = True
+    if options.timeout:
+        # Not a BullMQ 6 option: Node keeps it in the job's opts and ignores it.
+        opts["timeout"] = options.timeout
+    for name, value in _FLOW_POLICIES.items():
+        if getattr(options, name):
+            opts[value] = True
     return opts
+
+
+#: The flow failure options by BullMQ's long name (bullmq's ``Job`` stores them short,
+#: ``fpof`` / ``idof`` / ``rdof``, in the job's opts and in its ``parent`` JSON).
+_FLOW_POLICIES = {
+    "fail_parent_on_failure": "failParentOnFailure",
+    "ignore_dependency_on_failure": "ignoreDependencyOnFailure",
+    "remove_dependency_on_failure": "removeDependencyOnFailure",
+}
+
+
+def job_timeout(opts: Mapping[str, Any] | None) -> int:
+    """A job's queuekit ``timeout`` in ms from its stored opts (0: none, or unusable)."""
+    value = (opts or {}).get("timeout")
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return 0
 
 
 def bullmq_job_opts(opts: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from bullmq.custom_errors import UnrecoverableError as BullUnrecoverableError
 from queuekit.jobs import JobReporter
 from queuekit.processors import Processor
 from queuekit.records import RawJob
+from queuekit.redis.cancel import CancelListener
 from queuekit.redis.jobs import BullJobReporter, LeanJob, raw_from_bull
 from queuekit.redis.wire import STALLED_TOO_OFTEN, max_attempts, stalled_reason
 from queuekit.worker import BaseWorker, Failure
@@ -44,6 +45,9 @@ class RedisWorker(BaseWorker[Any]):
         self._retry_delay = settings.run_retry_delay / 1000
         self._id = uuid.uuid4().hex
         self._tokens = itertools.count(1)
+        self._flows = service.flows
+        self._cancel_listener = CancelListener(self._client, self.prefix, queue,
+                                               self.cancel_running, self._retry_delay)
         super().__init__(service, queue, processor, concurrency)
 
     def _next_token(self) -> str:
@@ -51,6 +55,10 @@ class RedisWorker(BaseWorker[Any]):
 
     async def _open(self) -> None:
         await self.connection.server_info()
+        await self._cancel_listener.start()
+
+    async def _children_values(self, job: Any) -> dict[str, Any]:
+        return await self._flows.children_values(self.queue, job.id)
 
     def _raw(self, job: Any) -> RawJob:
         return raw_from_bull(job, "active")
@@ -95,4 +103,5 @@ class RedisWorker(BaseWorker[Any]):
                     extra={"queue": self.queue, "job_id": job_id})
 
     async def _release(self, forced: bool) -> None:
+        await self._cancel_listener.stop()
         await self.connection.release_worker_client(self._client)
