@@ -205,7 +205,9 @@ async def test_without_an_option_a_failed_child_leaves_the_parent_waiting(
 
 
 async def test_invalid_child_writes_nothing_and_names_its_path(service: QueueService) -> None:
+    await service.add_job(BANK, "sync", sync("already-there"))  # so the count can move
     before = await stored_items(service)
+    assert before > 0
     bad_report = {**REPORT.to_wire(), "startDate": "2026-12-31"}
     cases: list[tuple[FlowJob, str]] = [
         (FlowJob(REPORTS, "r", REPORT, children=[
