@@ -143,3 +143,19 @@ async def test_events_snippet_sees_progress_then_completion() -> None:
     assert namespace["progress_seen"] == 50
     assert namespace["event"].type == EventType.COMPLETED
     assert namespace["qs"].closed
+
+
+async def test_flows_snippet_runs_the_parent_after_its_children() -> None:
+    namespace = await run("Flows: a parent job after its children", {})
+    report, tree = namespace["report"], namespace["tree"]
+    assert report.state == JobState.COMPLETED
+    assert report.return_value.data == {"transactions": 6}
+    assert [child.job.state for child in tree.children] == [JobState.COMPLETED] * 2
+    assert namespace["qs"].closed
+
+
+async def test_timeouts_snippet_times_out_and_cancels() -> None:
+    namespace = await run("Timeouts and cancellation", {})
+    assert namespace["timed_out"].attempts_made == 2
+    assert namespace["cancelled"].attempts_made == 1
+    assert namespace["qs"].closed
