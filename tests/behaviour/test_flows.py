@@ -12,7 +12,6 @@ from queuekit import (
     FlowJob,
     FlowNode,
     JobContext,
-    JobOptions,
     JobResult,
     JobState,
     PayloadValidationError,

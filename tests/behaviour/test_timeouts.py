@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -69,10 +70,9 @@ async def test_timeout_on_every_attempt_fails_the_job_saying_so(service: QueueSe
 
 async def test_processor_that_swallows_the_timeout_still_fails(service: QueueService) -> None:
     async def process(job: JobContext[BankSyncJobData]) -> JobResult:
-        try:
+        # It ignores the interruption: the attempt fails anyway, the result is discarded.
+        with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            pass  # ignores it: the attempt fails anyway and the result is discarded
         return JobResult(success=True)
 
     job = await service.add_job(BANK, "sync", SYNC, {"timeout": 100, "attempts": 1})
@@ -114,10 +114,8 @@ async def test_cancel_reaches_a_processor_that_polls_cancelled(service: QueueSer
 
     async def process(job: JobContext[BankSyncJobData]) -> JobResult:
         while True:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # it only polls the flag
                 await asyncio.sleep(0.01)
-            except asyncio.CancelledError:
-                pass  # this processor only polls the flag
             if job.cancelled:
                 polled.append(True)
                 return JobResult(success=True, message="stopped early")
