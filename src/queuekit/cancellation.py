@@ -55,9 +55,17 @@ class AttemptGuard:
         return True
 
     def close(self) -> None:
-        """The processor returned or raised: no timer, no interruption from now on."""
-        if self._timer is not None:
-            self._timer.cancel()
+        """The processor returned or raised: no timer, no interruption from now on.
+
+        A processor that blocked the loop past its timeout never let the timer run: its
+        attempt is timed out here all the same.
+        """
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            if self.reason is None and asyncio.get_running_loop().time() >= timer.when():
+                self.reason = "timeout"
+                self._context.cancelled = True
         self._task = None
 
     def error(self) -> Exception:

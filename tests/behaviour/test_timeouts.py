@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from typing import Any
 
@@ -161,3 +162,36 @@ async def test_bad_timeout_is_refused_naming_the_field(service: QueueService,
         await service.add_job(BANK, "sync", SYNC, {"timeout": timeout})
     assert caught.value.fields == ("timeout",)
     assert (await service.get_job_counts(BANK))["waiting"] == 0
+
+
+async def test_processor_that_blocks_the_loop_past_its_timeout_fails(
+        service: QueueService) -> None:
+    async def process(job: JobContext[BankSyncJobData]) -> JobResult:
+        time.sleep(0.3)  # noqa: ASYNC251 - blocks the loop on purpose: no timer can fire
+        return JobResult(success=True)
+
+    job = await service.add_job(BANK, "sync", SYNC, {"timeout": 100, "attempts": 1})
+    service.create_worker(BANK, process)
+    info = await service.wait_for_job(BANK, job.id, timeout=10)
+    assert (info.state, info.failed_reason) == (JobState.FAILED, "job timed out after 100 ms")
+
+
+async def test_cancel_of_a_processor_waiting_on_a_thread_fails_it_at_once(
+        service: QueueService) -> None:
+    release = threading.Event()
+
+    async def process(job: JobContext[BankSyncJobData]) -> JobResult:
+        await asyncio.to_thread(release.wait, 10)  # the thread cannot be interrupted
+        return JobResult(success=True)
+
+    job = await service.add_job(BANK, "sync", SYNC, {"attempts": 3})
+    service.create_worker(BANK, process)
+    try:
+        await eventually(lambda: service.get_job(BANK, job.id),
+                         lambda i: i is not None and i.state == JobState.ACTIVE)
+        assert await service.cancel_job(BANK, job.id)
+        info = await service.wait_for_job(BANK, job.id, timeout=5)
+        assert (info.state, info.failed_reason) == (JobState.FAILED, "cancelled")
+        assert not release.is_set()  # failed while its thread still runs
+    finally:
+        release.set()
