@@ -130,3 +130,19 @@ async def test_node_worker_fails_a_queuekit_parent_through_fail_parent_on_failur
     bad = root.children[0].job.id
     assert info.state == JobState.FAILED
     assert info.failed_reason == f"child {key_prefix}:{BANK}:{bad} failed"
+
+
+async def test_node_worker_runs_a_job_with_a_queuekit_timeout_unharmed(
+        node: NodeRunner, make_settings: SettingsFactory, key_prefix: str) -> None:
+    worker = await node.start("worker.mjs", prefix=key_prefix, queues=[BANK], expect=1)
+    await worker.expect("ready")
+    qs = await RedisQueueService.connect(make_settings())
+    try:
+        job = await qs.add_job(BANK, "sync", BankSyncJobData(**sync("a1")), {"timeout": 5000})
+        info = await qs.wait_for_job(BANK, job.id, timeout=15)
+        messages = await worker.read_all(timeout=15)
+    finally:
+        await qs.close()
+    assert info.state == JobState.COMPLETED
+    (seen,) = [m for m in messages if m["event"] == "job"]
+    assert seen["opts"]["timeout"] == 5000  # kept in the opts; Node BullMQ 6 ignores it
