@@ -255,3 +255,20 @@ async def test_plain_job_has_no_children_values(service: QueueService) -> None:
     await service.wait_for_job(BANK, job.id, timeout=10)
     assert seen == [{}]
     await eventually(lambda: service.get_job_counts(BANK), lambda c: c["completed"] == 1)
+
+
+async def test_cancelling_a_waiting_child_releases_its_parent(service: QueueService) -> None:
+    async def report(job: JobContext[ReportJobData]) -> JobResult:
+        return JobResult(success=True, data=len(await job.get_children_values()))
+
+    node = await service.add_flow(FlowJob(REPORTS, "monthly-report", REPORT, children=[
+        FlowJob(BANK, "sync", sync("a1"))]))
+    service.create_worker(REPORTS, report)
+    # A parent waiting for its children is not cancelled (documented).
+    assert await service.cancel_job(REPORTS, node.job.id) is False
+    # No bank-sync worker: the child waits, and cancelling removes it (BullMQ's removeJob
+    # takes it out of the parent's dependencies, which then moves the parent to wait).
+    assert await service.cancel_job(BANK, node.children[0].job.id) is True
+    info = await service.wait_for_job(REPORTS, node.job.id, timeout=10)
+    assert info.state == JobState.COMPLETED
+    assert info.return_value == JobResult(success=True, data=0)

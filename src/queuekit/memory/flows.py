@@ -108,7 +108,7 @@ class MemoryFlows:
             return
         parent.deps.pending.discard(self.key(queue, job.id))
         if not parent.deps.pending:
-            self._to_wait(parent_queue, parent)
+            self._to_wait(parent_queue, parent, delay=False)  # removeJob: straight to wait
 
     def _to_wait(self, queue: MemoryQueue, parent: StoredJob, delay: bool = True) -> None:
         if parent.state not in ("waiting-children", "delayed"):

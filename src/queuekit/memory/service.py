@@ -10,6 +10,7 @@ timestamps show the backoff.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Sequence
 
@@ -123,7 +124,10 @@ class InMemoryQueueService(QueueService):
         if job is None:
             return False
         if job.state in ("waiting", "prioritized", "delayed"):
-            del store.jobs[job_id]  # its stale entries in the lists are skipped by take()
+            del store.jobs[job_id]  # a stale id in waiting/prioritized is skipped by take()
+            if job.state == "delayed":  # but a delayed one would still set the next wake-up
+                store.delayed = [entry for entry in store.delayed if entry[2] != job_id]
+                heapq.heapify(store.delayed)
             job.state = "removed"
             self.flows.removed(queue, job)
             store.notify()
