@@ -51,7 +51,10 @@ class AttemptGuard:
             return False
         self.reason = reason
         self._context.cancelled = True
-        self._task.cancel()
+        # The attempt's own task (a processor cancelling its own job, or a request known
+        # at the start) is not cancelled: the worker checks ``reason`` itself.
+        if self._task is not asyncio.current_task():
+            self._task.cancel()
         return True
 
     def close(self) -> None:

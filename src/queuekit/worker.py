@@ -171,6 +171,8 @@ class BaseWorker(QueueWorker, Generic[J]):
         guard = self._cancels.start(raw.id, context, raw.timeout)
         task = asyncio.current_task()
         try:
+            if guard.reason is not None:  # cancelled before it started
+                raise guard.error()
             result = await self.processor(context)
         except asyncio.CancelledError:
             if guard.reason is None:  # a forced close, not ours

@@ -195,3 +195,16 @@ async def test_cancel_of_a_processor_waiting_on_a_thread_fails_it_at_once(
         assert not release.is_set()  # failed while its thread still runs
     finally:
         release.set()
+
+
+async def test_processor_that_cancels_its_own_job_fails_it(service: QueueService) -> None:
+    async def process(job: JobContext[BankSyncJobData]) -> JobResult:
+        await service.cancel_job(BANK, job.id)
+        await asyncio.sleep(0.05)  # on Redis the request comes back through pub/sub
+        return JobResult(success=True)
+
+    job = await service.add_job(BANK, "sync", SYNC, {"attempts": 3})
+    service.create_worker(BANK, process)
+    info = await service.wait_for_job(BANK, job.id, timeout=10)
+    assert (info.state, info.failed_reason, info.attempts_made) == (JobState.FAILED,
+                                                                    "cancelled", 1)
