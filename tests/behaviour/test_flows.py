@@ -272,3 +272,31 @@ async def test_cancelling_a_waiting_child_releases_its_parent(service: QueueServ
     info = await service.wait_for_job(REPORTS, node.job.id, timeout=10)
     assert info.state == JobState.COMPLETED
     assert info.return_value == JobResult(success=True, data=0)
+
+
+async def test_delayed_and_prioritized_children_and_a_delayed_parent(
+        service: QueueService) -> None:
+    finished: dict[str, float] = {}
+
+    async def sync_account(job: JobContext[BankSyncJobData]) -> JobResult:
+        return JobResult(success=True)
+
+    async def report(job: JobContext[ReportJobData]) -> JobResult:
+        return JobResult(success=True)
+
+    node = await service.add_flow(FlowJob(REPORTS, "r", REPORT, {"delay": 200}, children=[
+        FlowJob(BANK, "s", sync("later"), {"delay": 150}),
+        FlowJob(BANK, "s", sync("urgent"), {"priority": 1}),
+    ]))
+    assert [c.job.state for c in node.children] == [JobState.DELAYED, JobState.PRIORITIZED]
+    service.create_worker(BANK, sync_account)
+    service.create_worker(REPORTS, report)
+    info = await service.wait_for_job(REPORTS, node.job.id, timeout=10)
+    for child in node.children:
+        done = await service.get_job(BANK, child.job.id)
+        assert done is not None and done.finished_at is not None
+        finished[child.job.data.account_id] = done.finished_at.timestamp()
+    assert info.state == JobState.COMPLETED and info.processed_at is not None
+    # BullMQ delays a parent from the moment its last child finished.
+    waited = info.processed_at.timestamp() - max(finished.values())
+    assert waited >= 0.19, waited
