@@ -13,11 +13,13 @@ from queuekit.errors import (
     CircuitOpenError,
     ConfigurationError,
     FieldError,
+    JobActiveError,
     JobNotFoundError,
     JobTimeoutError,
     PayloadValidationError,
     QueuekitError,
     QueueUnavailableError,
+    RateLimitedError,
     RateLimitExceededError,
     SensitiveDataError,
     ServiceClosedError,
@@ -25,7 +27,7 @@ from queuekit.errors import (
     UnrecoverableError,
     WorkerError,
 )
-from queuekit.jobs import JobContext, JobInfo, JobOptions, JobResult, JobState
+from queuekit.jobs import Deduplication, JobContext, JobInfo, JobOptions, JobResult, JobState
 from queuekit.payloads import (
     AnalyticsJobData,
     BankSyncJobData,
@@ -72,8 +74,10 @@ __all__ = [
     "BankSyncJobData",
     "CircuitOpenError",
     "ConfigurationError",
+    "Deduplication",
     "FieldError",
     "HealthReport",
+    "JobActiveError",
     "JobContext",
     "JobInfo",
     "JobNotFoundError",
@@ -96,6 +100,7 @@ __all__ = [
     "QueuekitError",
     "QueuekitSettings",
     "RateLimitExceededError",
+    "RateLimitedError",
     "RedisQueueService",
     "ReportJobData",
     "SensitiveDataError",

@@ -13,9 +13,11 @@ message that says what went wrong and what to do about it::
     ├── RateLimitExceededError        too many additions for one user; see ``retry_after``
     ├── JobNotFoundError              no job with that id on that queue
     ├── JobTimeoutError               ``wait_for_job`` gave up (also a ``TimeoutError``)
+    ├── JobActiveError                the job (or a job of the queue) is active under a lock
     ├── WorkerError                   a worker could not be created (e.g. one already runs)
     ├── ServiceClosedError            the service was used after ``close()``
-    └── UnrecoverableError            raised by a processor: fail the job, no more attempts
+    ├── UnrecoverableError            raised by a processor: fail the job, no more attempts
+    └── RateLimitedError              raised by a processor: back to waiting, queue throttled
 """
 
 from __future__ import annotations
@@ -123,3 +125,21 @@ class ServiceClosedError(QueuekitError):
 
 class UnrecoverableError(QueuekitError):
     """Raise from a processor to fail the job at once, with no further attempts."""
+
+
+class JobActiveError(QueuekitError):
+    """A job is active under a worker's lock, so it cannot be removed (or, for
+    ``obliterate``, the queue still has active jobs). Wait for it to finish, or use
+    ``force`` where the call offers it."""
+
+
+class RateLimitedError(QueuekitError):
+    """Raised by a processor (``await job.rate_limit(ms)`` raises it for you) when the
+    downstream service throttles: the queue's limiter is set for ``delay_ms``, the job
+    goes back to waiting without using up an attempt, and it runs again after the limit.
+    """
+
+    def __init__(self, delay_ms: int, message: str | None = None) -> None:
+        self.delay_ms = delay_ms
+        super().__init__(message or f"queue rate limited for {delay_ms} ms; the job goes "
+                                    "back to waiting")

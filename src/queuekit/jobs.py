@@ -12,7 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from queuekit.errors import FieldError, PayloadValidationError
+from queuekit.errors import FieldError, PayloadValidationError, RateLimitedError
 from queuekit.payloads import JobPayload
 from queuekit.settings import BackoffSettings, JobDefaults, KeepJobs
 
@@ -88,6 +88,31 @@ def validate_model(model: type[M], value: object, subject: str) -> M:
         raise PayloadValidationError(subject, _field_errors(exc)) from exc
 
 
+class Deduplication(BaseModel):
+    """BullMQ's ``deduplication`` option: at most one job per ``id`` at a time.
+
+    Simple (no ``ttl``): duplicates are dropped until the job completes or fails.
+    Throttle (``ttl`` ms): dropped for ``ttl`` ms after the first add. Debounce (``ttl``,
+    ``extend=True``, ``replace=True``, with a ``delay``): each add restarts the window and
+    replaces the still-delayed job, so the last payload wins. A dropped add returns the
+    existing job and emits a ``deduplicated`` event.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=512, description="What makes jobs duplicates.")
+    ttl: int | None = Field(default=None, gt=0, description="Window in ms (None: until done).")
+    extend: bool = Field(default=False, description="A duplicate restarts the ttl window.")
+    replace: bool = Field(default=False, description="A duplicate replaces a delayed job.")
+
+    @field_validator("id")
+    @classmethod
+    def _id_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a deduplication id must not be blank")
+        return value
+
+
 class JobOptions(BaseModel):
     """Options of one job, in BullMQ's units (milliseconds). Unset fields take the defaults.
 
@@ -116,6 +141,9 @@ class JobOptions(BaseModel):
     )
     remove_on_fail: Retention | None = Field(
         default=None, description="True, a count to keep, or KeepJobs(count, age)."
+    )
+    deduplication: Deduplication | None = Field(
+        default=None, description="Drop duplicates of this job (BullMQ's deduplication)."
     )
 
     @field_validator("backoff", mode="before")
@@ -154,6 +182,7 @@ class JobOptions(BaseModel):
             priority=self.priority or 0,
             job_id=self.job_id,
             lifo=bool(self.lifo),
+            deduplication=self.deduplication,
         )
 
 
@@ -173,6 +202,7 @@ class ResolvedOptions:
     priority: int = 0
     job_id: str | None = None
     lifo: bool = False
+    deduplication: Deduplication | None = None
 
 
 class JobResult(BaseModel):
@@ -297,6 +327,18 @@ class JobContext(Generic[P]):
     async def log(self, text: str) -> None:
         """Append a line to the job's log (BullMQ's ``job.log``)."""
         await self._reporter.log(str(text))
+
+    async def rate_limit(self, delay_ms: int) -> None:
+        """Throttle the queue for ``delay_ms`` and put this job back to waiting.
+
+        For a processor that learns the downstream API is throttling (BullMQ's manual
+        rate limit). Always raises :class:`RateLimitedError`: let it propagate. The job
+        is not failed and its attempt is not counted.
+        """
+        if isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or delay_ms <= 0:
+            raise PayloadValidationError(
+                "rate limit", [FieldError("delay_ms", f"must be an int > 0, got {delay_ms!r}")])
+        raise RateLimitedError(delay_ms)
 
     def __repr__(self) -> str:
         return (f"JobContext(queue={self.queue!r}, id={self.id!r}, name={self.name!r}, "

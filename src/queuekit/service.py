@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from queuekit.controls import ControlsMixin
 from queuekit.errors import (
     FieldError,
     JobNotFoundError,
@@ -42,7 +43,7 @@ from queuekit.worker import QueueWorker
 log = logging.getLogger("queuekit")
 
 
-class QueueService(abc.ABC):
+class QueueService(ControlsMixin, abc.ABC):
     """Named queues of background jobs: add jobs, run workers, read jobs back.
 
     Inject this type; the container provides the Redis implementation, and tests can
@@ -94,6 +95,8 @@ class QueueService(abc.ABC):
         self._ensure_open()
         job = self.prepare_job(queue, name, data, options)
         await self._admit([job])
+        if job.options.deduplication is not None:  # the existing job when a duplicate
+            return await self._add_deduplicated_job(job)
         job_id = await self._add(job)
         log.debug("job %s added to %s", job_id, job.queue,
                   extra={"queue": job.queue, "job_id": job_id})
@@ -116,6 +119,10 @@ class QueueService(abc.ABC):
         if not prepared:
             return []
         await self._admit(prepared)
+        if any(job.options.deduplication is not None for job in prepared):
+            # Each may answer with an existing job: one add (and round trip) per job.
+            return [await self._add_deduplicated_job(job) if job.options.deduplication
+                    else job.info(await self._add(job), self._now_ms()) for job in prepared]
         ids = await self._add_bulk(prepared)
         log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
         return [job.info(job_id, self._now_ms()) for job, job_id in zip(prepared, ids, strict=True)]
@@ -304,7 +311,7 @@ class QueueService(abc.ABC):
 
     # -- backend hooks -----------------------------------------------------------------
 
-    async def start(self) -> None:  # noqa: B027 - a hook with nothing to do in memory
+    async def start(self) -> None:  # a hook with nothing to do in memory
         """Check that the store is reachable (Redis: within ``redis.startup_timeout``)."""
 
     def _now_ms(self) -> int:

@@ -68,7 +68,7 @@ class BullmqWorker(RedisWorker):
                  concurrency: int) -> None:
         super().__init__(service, queue, processor, concurrency)
         options = bullmq_worker_options(self._worker_settings, self.prefix, concurrency,
-                                        worker_name())
+                                        worker_name(), queue)
         self._bull: Any = _PreciseWorker(queue, None, {"connection": self._client, **options})
         self._bull.on("error", self._on_error)
         self._bull.on("stalled", self._log_stalled)
@@ -85,6 +85,7 @@ class BullmqWorker(RedisWorker):
 
     async def _fetch(self) -> Any:
         while not self._closing:
+            await self._wait_out_limit()
             token = self._next_token()
             try:
                 job = await self._bull.getNextJob(token)
@@ -101,7 +102,16 @@ class BullmqWorker(RedisWorker):
             if job is not None:
                 self._bull.lockManager.track_job(job.id, token, int(time.time() * 1000))
                 return job
+            self._after_rate_limit()
         return None
+
+    def _after_rate_limit(self) -> None:
+        # bullmq's Worker records the limiter's ttl but then blocks on the marker for
+        # drainDelay; wait the ttl instead and fetch again right after it.
+        ttl = int(self._bull.limitUntil or 0)
+        if ttl > 0:
+            self._limit_for(ttl)
+            self._bull.drained = False
 
     async def _complete(self, job: Any, value: Any) -> Any:
         try:
