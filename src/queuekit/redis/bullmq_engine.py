@@ -53,12 +53,17 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
             raise
         if result:
             _key, member, score = result
+            await self.hold()
             return int(float(score)) if member else 0
         if precise:
             remaining = block_until - time.time() * 1000
             if remaining > 0:
                 await asyncio.sleep(remaining / 1000)
+        await self.hold()
         return 0
+
+    async def hold(self) -> None:
+        """Replaced by the engine: wait out a rate limit before ``moveToActive``."""
 
 
 class BullmqWorker(RedisWorker):
@@ -70,6 +75,7 @@ class BullmqWorker(RedisWorker):
         options = bullmq_worker_options(self._worker_settings, self.prefix, concurrency,
                                         worker_name(), queue)
         self._bull: Any = _PreciseWorker(queue, None, {"connection": self._client, **options})
+        self._bull.hold = self._wait_out_limit  # a job put back by a rate limit wakes it
         self._bull.on("error", self._on_error)
         self._bull.on("stalled", self._log_stalled)
         self._stalled_timer: Any = None

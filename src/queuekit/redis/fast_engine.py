@@ -96,6 +96,8 @@ class FastWorker(RedisWorker):
                         raise
                     if self._closing:
                         return None
+                    # A job put back by a rate limit woke us: the limit holds first.
+                    await self._wait_out_limit()
                 token = self._next_token()
                 raw = await self._scripts_call(
                     "moveToActive", *self._move_to_active_args(token))

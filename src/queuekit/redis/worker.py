@@ -123,6 +123,8 @@ class RedisWorker(BaseWorker[Any]):
             await asyncio.sleep(remaining / 1000)
 
     async def _rate_limited(self, job: Any, delay_ms: int) -> None:
+        # Held before the job goes back: putting it back wakes this worker's fetch.
+        self._limit_for(delay_ms)
         self._untrack(job)
         scripts = self._redis_service.get_queue(self.queue).scripts
         keys = scripts.getKeys(list(MOVE_ACTIVE_TO_WAIT_KEYS))
@@ -138,7 +140,7 @@ class RedisWorker(BaseWorker[Any]):
             log.error("job %s on %s: could not move it back to wait (code %d); its lock "
                       "expires and it runs again", job.id, self.queue, result,
                       extra={"queue": self.queue, "job_id": job.id})
-        self._limit_for(max(result, delay_ms))
+        self._limit_for(result)
 
     def _log_stalled(self, job_id: str) -> None:
         log.warning("job %s on %s stalled and was moved back to wait", job_id, self.queue,
