@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import bullmq
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("queuekit.redis")
 
 
+async def _no_hold() -> None:
+    return None
+
+
 class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
     """bullmq's ``Worker`` with delays and backoffs honoured to within a few ms.
 
@@ -36,6 +41,10 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
     ``REDIS_TIMER_SLACK`` before the next delayed job is due, and the remainder is slept
     locally (bullmq rounds the wait up to whole seconds). Scripts, keys, locks: bullmq's.
     """
+
+    #: Set by the engine: wait out a rate limit before ``moveToActive`` (a job put back
+    #: by a rate limit wakes the marker wait).
+    hold: Callable[[], Awaitable[None]] = staticmethod(_no_hold)
 
     async def waitForJob(self) -> int:  # noqa: N802 - overrides bullmq
         block_until = int(self.blockUntil or 0)
@@ -62,9 +71,6 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
         await self.hold()
         return 0
 
-    async def hold(self) -> None:
-        """Replaced by the engine: wait out a rate limit before ``moveToActive``."""
-
 
 class BullmqWorker(RedisWorker):
     """Jobs fetched, locked and finished by bullmq's ``Worker`` parts."""
@@ -75,7 +81,7 @@ class BullmqWorker(RedisWorker):
         options = bullmq_worker_options(self._worker_settings, self.prefix, concurrency,
                                         worker_name(), queue)
         self._bull: Any = _PreciseWorker(queue, None, {"connection": self._client, **options})
-        self._bull.hold = self._wait_out_limit  # a job put back by a rate limit wakes it
+        self._bull.hold = self._wait_out_limit
         self._bull.on("error", self._on_error)
         self._bull.on("stalled", self._log_stalled)
         self._stalled_timer: Any = None
