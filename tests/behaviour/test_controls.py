@@ -211,10 +211,13 @@ async def test_global_concurrency_caps_active_jobs(service: QueueService) -> Non
         return JobResult(success=True)
 
     service.create_worker(BANK, tracked, concurrency=5)
+    began = asyncio.get_running_loop().time()
     jobs = await service.add_jobs(BANK, [("sync", sync(str(i))) for i in range(6)])
     for job in jobs:
         await service.wait_for_job(BANK, job.id, timeout=20)
     assert peak == 2
+    # 3 rounds of 50 ms; a freed slot is taken at once, not after drainDelay (5 s).
+    assert asyncio.get_running_loop().time() - began < 3.0
     await service.set_global_concurrency(BANK, None)
     assert await service.get_global_concurrency(BANK) is None
 

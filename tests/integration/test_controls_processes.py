@@ -117,11 +117,14 @@ async def test_global_concurrency_two_over_two_processes(
             await asyncio.sleep(0.01)
 
     sampler = asyncio.ensure_future(sample())
+    began = asyncio.get_running_loop().time()
     try:
         for job in jobs:
             await qs.wait_for_job(QUEUE, job.id, timeout=60)
     finally:
         sampler.cancel()
+    # 5 rounds of 0.2 s; freed slots are taken at once, not after drainDelay (5 s).
+    assert asyncio.get_running_loop().time() - began < 4.5
     peaks = [int(p) for p in await client.lrange(peaks_key(key_prefix), 0, -1)]
     assert len(peaks) == 10
     assert max(sampled) <= 2, sampled

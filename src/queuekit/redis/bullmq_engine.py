@@ -11,6 +11,7 @@ are honoured to within a few ms (see :class:`_PreciseWorker`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from queuekit.processors import Processor
 from queuekit.redis.breaker import UNAVAILABLE_ERRORS
 from queuekit.redis.wire import REDIS_TIMER_SLACK, bullmq_worker_options, worker_name
 from queuekit.redis.worker import RedisWorker
+from queuekit.worker import Failure
 
 if TYPE_CHECKING:
     from queuekit.redis.service import RedisQueueService
@@ -85,6 +87,7 @@ class BullmqWorker(RedisWorker):
         self._bull.on("error", self._on_error)
         self._bull.on("stalled", self._log_stalled)
         self._stalled_timer: Any = None
+        self._capped = False  # the queue has a global concurrency (meta.concurrency)
 
     async def _open(self) -> None:
         await super()._open()
@@ -115,6 +118,7 @@ class BullmqWorker(RedisWorker):
                 self._bull.lockManager.track_job(job.id, token, int(time.time() * 1000))
                 return job
             self._after_rate_limit()
+            await self._check_capped()
         return None
 
     def _after_rate_limit(self) -> None:
@@ -138,7 +142,31 @@ class BullmqWorker(RedisWorker):
         finally:
             self._untrack(job)
         self._log_completed(job.id)
+        await self._nudge_if_capped()
         return None
+
+    async def _fail(self, job: Any, error: BaseException, final: bool) -> Failure | None:
+        failure = await super()._fail(job, error, final)
+        await self._nudge_if_capped()
+        return failure
+
+    # -- global concurrency ----------------------------------------------------------
+    # BullMQ hands a freed global-concurrency slot to the finishing worker's fetch-next;
+    # this engine finishes without fetch-next, so workers blocked on the marker (here
+    # and in other processes) would wait drainDelay. Under a cap, finishing a job adds
+    # the marker, as an add does, so one of them takes the next job at once.
+
+    async def _check_capped(self) -> None:
+        try:
+            self._capped = bool(await self._client.hexists(self._bull.keys["meta"],
+                                                          "concurrency"))
+        except UNAVAILABLE_ERRORS:
+            self._capped = False
+
+    async def _nudge_if_capped(self) -> None:
+        if self._capped:
+            with contextlib.suppress(*UNAVAILABLE_ERRORS):
+                await self._client.zadd(self._bull.keys["marker"], {"0": 0})
 
     def _untrack(self, job: Any) -> None:
         self._bull.lockManager.untrack_job(job.id)

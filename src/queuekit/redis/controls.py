@@ -144,7 +144,9 @@ class RedisControls:
                     raise JobActiveError(
                         f"queue {queue!r} has active jobs; obliterate it when they have "
                         "finished, or pass force=True")
-                if result <= 0:
+                if result == -1:  # resumed meanwhile: pause again and go on
+                    await scripts.pause(True)
+                elif result <= 0:
                     return
 
         await self._call(run)
