@@ -78,13 +78,27 @@ async def test_simple_mode_keeps_one_job_until_it_finishes(service: QueueService
 
 
 async def test_throttle_mode_drops_duplicates_for_the_ttl(service: QueueService) -> None:
-    first = await service.add_job(BANK, "sync", sync(), options=dedup(ttl=400))
-    again = await service.add_job(BANK, "sync", sync(), options=dedup(ttl=400))
+    async with service.events(BANK) as events:
+        first = await service.add_job(BANK, "sync", sync(), options=dedup(ttl=400))
+        again = await service.add_job(BANK, "sync", sync(), options=dedup(ttl=400))
+        (event,) = await dedup_events(events, 1)
     assert again.id == first.id
+    assert event.job_id == first.id and event.data["deduplication_id"] == "sync-a1"
     await advance(service, 600)  # past the ttl (400 ms; 200 ms of margin for a busy box)
     later = await service.add_job(BANK, "sync", sync(), options=dedup(ttl=400))
     assert later.id != first.id
     assert (await service.get_job_counts(BANK))["waiting"] == 2
+
+
+async def test_extend_restarts_the_window_on_each_duplicate(service: QueueService) -> None:
+    options = dedup(ttl=600, extend=True)
+    first = await service.add_job(BANK, "sync", sync(), options=options)
+    await advance(service, 400)
+    assert (await service.add_job(BANK, "sync", sync(), options=options)).id == first.id
+    await advance(service, 400)  # 800 ms after the first add, 400 after the extension
+    assert (await service.add_job(BANK, "sync", sync(), options=options)).id == first.id
+    await advance(service, 900)  # past the last extension (600 ms, 300 ms margin)
+    assert (await service.add_job(BANK, "sync", sync(), options=options)).id != first.id
 
 
 async def test_debounce_mode_keeps_the_last_payload(service: QueueService) -> None:

@@ -98,3 +98,22 @@ async def test_remove_refuses_an_active_job(qs: RedisQueueService, config: str,
     assert "is active" in err
     release.set()
     await qs.wait_for_job(SAMPLE_QUEUE, job.id, timeout=10)
+
+
+@pytest.mark.parametrize("args", [
+    ["clean", SAMPLE_QUEUE, "--state", "bogus"],
+    ["clean", SAMPLE_QUEUE, "--older-than", "soon"],
+    ["clean", SAMPLE_QUEUE, "--limit", "-1"],
+])
+async def test_bad_input_exits_2_and_writes_nothing(
+    qs: RedisQueueService, config: str, key_prefix: str, args: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await qs.add_job(SAMPLE_QUEUE, "multiply", {"userId": "u", "number": 1})
+    client = qs.connection.client
+    before = sorted([key async for key in client.scan_iter(match=f"{key_prefix}:*")])
+    with pytest.raises(SystemExit) as exit_info:
+        await cli(capsys, *args, "--config", config)
+    assert exit_info.value.code == 2
+    assert args[2] in capsys.readouterr().err  # the option is named
+    assert sorted([key async for key in client.scan_iter(match=f"{key_prefix}:*")]) == before
