@@ -20,6 +20,7 @@ from bullmq.custom_errors import UnrecoverableError as BullUnrecoverableError
 from queuekit.jobs import JobReporter
 from queuekit.processors import Processor
 from queuekit.records import RawJob
+from queuekit.redis.breaker import UNAVAILABLE_ERRORS
 from queuekit.redis.controls import register_bullmq_script
 from queuekit.redis.jobs import BullJobReporter, LeanJob, raw_from_bull
 from queuekit.redis.keys import MOVE_ACTIVE_TO_WAIT_KEYS
@@ -133,13 +134,19 @@ class RedisWorker(BaseWorker[Any]):
                                                           "moveJobFromActiveToWait-9")
         # BullMQ's manual rate limit (Queue.rateLimit), then the job back to wait with
         # its attempts unchanged (Job.moveToWait).
-        await self._client.set(keys[5], MANUAL_RATE_LIMIT, px=delay_ms)
-        result = int(await self._to_wait_script(
-            keys=keys, args=[job.id, job.token, f"{scripts.keys['']}{job.id}"]))
+        extra = {"queue": self.queue, "job_id": job.id}
+        try:
+            if delay_ms > 0:
+                await self._client.set(keys[5], MANUAL_RATE_LIMIT, px=delay_ms)
+            result = int(await self._to_wait_script(
+                keys=keys, args=[job.id, job.token, f"{scripts.keys['']}{job.id}"]))
+        except UNAVAILABLE_ERRORS as exc:
+            log.error("job %s on %s was rate limited but Redis is unavailable (%s); its "
+                      "lock expires and it runs again", job.id, self.queue, exc, extra=extra)
+            return
         if result < 0:
             log.error("job %s on %s: could not move it back to wait (code %d); its lock "
-                      "expires and it runs again", job.id, self.queue, result,
-                      extra={"queue": self.queue, "job_id": job.id})
+                      "expires and it runs again", job.id, self.queue, result, extra=extra)
         self._limit_for(result)
 
     def _log_stalled(self, job_id: str) -> None:
