@@ -105,6 +105,12 @@ class Deduplication(BaseModel):
     extend: bool = Field(default=False, description="A duplicate restarts the ttl window.")
     replace: bool = Field(default=False, description="A duplicate replaces a delayed job.")
 
+    def __init__(self, id: str | None = None, **fields: Any) -> None:
+        # Deduplication("sync-a1", ttl=...) as well as Deduplication(id="sync-a1", ...).
+        if id is not None:
+            fields["id"] = id
+        super().__init__(**fields)
+
     @field_validator("id")
     @classmethod
     def _id_not_blank(cls, value: str) -> str:

@@ -39,3 +39,4 @@ def test_durations(text: str, ms: int) -> None:
 def test_clean_defaults() -> None:
     args = build_parser().parse_args(["clean", "bank-sync"])
     assert (args.state, args.older_than, args.limit) == ("completed", 0, 1000)
+
