@@ -14,12 +14,14 @@ from queuekit.errors import (
     CircuitOpenError,
     ConfigurationError,
     FieldError,
+    JobActiveError,
     JobCancelledError,
     JobNotFoundError,
     JobTimeoutError,
     PayloadValidationError,
     QueuekitError,
     QueueUnavailableError,
+    RateLimitedError,
     RateLimitExceededError,
     SensitiveDataError,
     ServiceClosedError,
@@ -28,7 +30,7 @@ from queuekit.errors import (
     WorkerError,
 )
 from queuekit.flows import FlowJob, FlowNode
-from queuekit.jobs import JobContext, JobInfo, JobOptions, JobResult, JobState
+from queuekit.jobs import Deduplication, JobContext, JobInfo, JobOptions, JobResult, JobState
 from queuekit.payloads import (
     AnalyticsJobData,
     BankSyncJobData,
@@ -76,10 +78,12 @@ __all__ = [
     "BankSyncJobData",
     "CircuitOpenError",
     "ConfigurationError",
+    "Deduplication",
     "FieldError",
     "FlowJob",
     "FlowNode",
     "HealthReport",
+    "JobActiveError",
     "JobCancelledError",
     "JobContext",
     "JobInfo",
@@ -103,6 +107,7 @@ __all__ = [
     "QueuekitError",
     "QueuekitSettings",
     "RateLimitExceededError",
+    "RateLimitedError",
     "RedisQueueService",
     "ReportJobData",
     "SensitiveDataError",

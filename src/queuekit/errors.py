@@ -14,10 +14,12 @@ message that says what went wrong and what to do about it::
     ├── JobNotFoundError              no job with that id on that queue
     ├── JobTimeoutError               ``wait_for_job`` gave up (also a ``TimeoutError``)
     ├── AttemptTimeoutError           an attempt ran past its ``timeout`` (it is retried)
+    ├── JobActiveError                the job (or a job of the queue) is active under a lock
     ├── WorkerError                   a worker could not be created (e.g. one already runs)
     ├── ServiceClosedError            the service was used after ``close()``
-    └── UnrecoverableError            raised by a processor: fail the job, no more attempts
-        └── JobCancelledError         ``cancel_job`` ended the attempt ("cancelled")
+    ├── UnrecoverableError            raised by a processor: fail the job, no more attempts
+    │   └── JobCancelledError         ``cancel_job`` ended the attempt ("cancelled")
+    └── RateLimitedError              raised by a processor: back to waiting, queue throttled
 """
 
 from __future__ import annotations
@@ -127,6 +129,22 @@ class UnrecoverableError(QueuekitError):
     """Raise from a processor to fail the job at once, with no further attempts."""
 
 
+class JobActiveError(QueuekitError):
+    """A job is active under a worker's lock, so it cannot be removed (or, for
+    ``obliterate``, the queue still has active jobs). Wait for it to finish, or use
+    ``force`` where the call offers it."""
+
+
+class RateLimitedError(QueuekitError):
+    """Raised by a processor (``await job.rate_limit(ms)`` raises it for you) when the
+    downstream service throttles: the queue's limiter is set for ``delay_ms``, the job
+    goes back to waiting without using up an attempt, and it runs again after the limit.
+    """
+
+    def __init__(self, delay_ms: int, message: str | None = None) -> None:
+        self.delay_ms = delay_ms
+        super().__init__(message or f"queue rate limited for {delay_ms} ms; the job goes "
+                                    "back to waiting")
 class JobCancelledError(UnrecoverableError):
     """``cancel_job`` ended a running attempt: the job fails for good, reason "cancelled"."""
 

@@ -33,6 +33,7 @@ class EventType(StrEnum):
     FAILED = "failed"
     RETRYING = "retrying"
     STALLED = "stalled"
+    DEDUPLICATED = "deduplicated"
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,10 @@ class QueueEvent:
 
     ``data`` depends on ``type``: the progress value (progress), the return value
     (completed), the failed reason (failed), the backoff in ms (retrying), the delay in ms
-    (delayed). ``attempt`` is 1-based: the attempt that failed (failed) or the attempt
-    that comes next (retrying). ``will_retry`` says whether a failed job has attempts left.
+    (delayed), ``{"deduplication_id", "deduplicated_job_id"}`` (deduplicated: ``job_id``
+    is the job that stays, ``deduplicated_job_id`` the one dropped or replaced).
+    ``attempt`` is 1-based: the attempt that failed (failed) or the attempt that comes
+    next (retrying). ``will_retry`` says whether a failed job has attempts left.
     """
 
     type: EventType

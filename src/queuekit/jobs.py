@@ -12,7 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from queuekit.errors import FieldError, PayloadValidationError
+from queuekit.errors import FieldError, PayloadValidationError, RateLimitedError
 from queuekit.payloads import JobPayload
 from queuekit.settings import BackoffSettings, JobDefaults, KeepJobs
 
@@ -88,6 +88,37 @@ def validate_model(model: type[M], value: object, subject: str) -> M:
         raise PayloadValidationError(subject, _field_errors(exc)) from exc
 
 
+class Deduplication(BaseModel):
+    """BullMQ's ``deduplication`` option: at most one job per ``id`` at a time.
+
+    Simple (no ``ttl``): duplicates are dropped until the job completes or fails.
+    Throttle (``ttl`` ms): dropped for ``ttl`` ms after the first add. Debounce (``ttl``,
+    ``extend=True``, ``replace=True``, with a ``delay``): each add restarts the window and
+    replaces the still-delayed job, so the last payload wins. A dropped add returns the
+    existing job and emits a ``deduplicated`` event.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=512, description="What makes jobs duplicates.")
+    ttl: int | None = Field(default=None, gt=0, description="Window in ms (None: until done).")
+    extend: bool = Field(default=False, description="A duplicate restarts the ttl window.")
+    replace: bool = Field(default=False, description="A duplicate replaces a delayed job.")
+
+    def __init__(self, id: str | None = None, **fields: Any) -> None:
+        # Deduplication("sync-a1", ttl=...) as well as Deduplication(id="sync-a1", ...).
+        if id is not None:
+            fields["id"] = id
+        super().__init__(**fields)
+
+    @field_validator("id")
+    @classmethod
+    def _id_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a deduplication id must not be blank")
+        return value
+
+
 class JobOptions(BaseModel):
     """Options of one job, in BullMQ's units (milliseconds). Unset fields take the defaults.
 
@@ -116,6 +147,9 @@ class JobOptions(BaseModel):
     )
     remove_on_fail: Retention | None = Field(
         default=None, description="True, a count to keep, or KeepJobs(count, age)."
+    )
+    deduplication: Deduplication | None = Field(
+        default=None, description="Drop duplicates of this job (BullMQ's deduplication)."
     )
     timeout: int | None = Field(
         default=None, gt=0, description="Milliseconds an attempt may run before it fails."
@@ -173,6 +207,7 @@ class JobOptions(BaseModel):
             priority=self.priority or 0,
             job_id=self.job_id,
             lifo=bool(self.lifo),
+            deduplication=self.deduplication,
             timeout=self.timeout or 0,
             fail_parent_on_failure=bool(self.fail_parent_on_failure),
             ignore_dependency_on_failure=bool(self.ignore_dependency_on_failure),
@@ -201,6 +236,7 @@ class ResolvedOptions:
     priority: int = 0
     job_id: str | None = None
     lifo: bool = False
+    deduplication: Deduplication | None = None
     timeout: int = 0
     fail_parent_on_failure: bool = False
     ignore_dependency_on_failure: bool = False
@@ -337,6 +373,17 @@ class JobContext(Generic[P]):
         """Append a line to the job's log (BullMQ's ``job.log``)."""
         await self._reporter.log(str(text))
 
+    async def rate_limit(self, delay_ms: int) -> None:
+        """Throttle the queue for ``delay_ms`` and put this job back to waiting.
+
+        For a processor that learns the downstream API is throttling (BullMQ's manual
+        rate limit). Always raises :class:`RateLimitedError`: let it propagate. The job
+        is not failed and its attempt is not counted.
+        """
+        if isinstance(delay_ms, bool) or not isinstance(delay_ms, int) or delay_ms <= 0:
+            raise PayloadValidationError(
+                "rate limit", [FieldError("delay_ms", f"must be an int > 0, got {delay_ms!r}")])
+        raise RateLimitedError(delay_ms)
     async def get_children_values(self) -> dict[str, Any]:
         """The return values of this flow parent's completed children, by child job key
         (BullMQ's ``getChildrenValues``: ``"<prefix>:<queue>:<id>"``); empty for a job

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from queuekit.cancellation import CancellationMixin
+from queuekit.controls import ControlsMixin
 from queuekit.errors import (
     FieldError,
     JobNotFoundError,
@@ -44,7 +45,7 @@ from queuekit.worker import QueueWorker
 log = logging.getLogger("queuekit")
 
 
-class QueueService(FlowsMixin, CancellationMixin, abc.ABC):
+class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, abc.ABC):
     """Named queues of background jobs: add jobs, run workers, read jobs back.
 
     Inject this type; the container provides the Redis implementation, and tests can
@@ -96,6 +97,8 @@ class QueueService(FlowsMixin, CancellationMixin, abc.ABC):
         self._ensure_open()
         job = self.prepare_job(queue, name, data, options)
         await self._admit([job])
+        if job.options.deduplication is not None:  # the existing job when a duplicate
+            return await self._add_deduplicated_job(job)
         job_id = await self._add(job)
         log.debug("job %s added to %s", job_id, job.queue,
                   extra={"queue": job.queue, "job_id": job_id})
@@ -118,6 +121,10 @@ class QueueService(FlowsMixin, CancellationMixin, abc.ABC):
         if not prepared:
             return []
         await self._admit(prepared)
+        if any(job.options.deduplication is not None for job in prepared):
+            # Each may answer with an existing job: one add (and round trip) per job.
+            return [await self._add_deduplicated_job(job) if job.options.deduplication
+                    else job.info(await self._add(job), self._now_ms()) for job in prepared]
         ids = await self._add_bulk(prepared)
         log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
         return [job.info(job_id, self._now_ms()) for job, job_id in zip(prepared, ids, strict=True)]

@@ -140,6 +140,14 @@ class JobDefaults(_Section):
     remove_on_fail: KeepJobs = KeepJobs(count=500)
 
 
+class WorkerLimiter(_Section):
+    """BullMQ's worker ``limiter``: at most ``max`` jobs start per ``duration`` ms on the
+    queue, counted in Redis across every worker process."""
+
+    max: int = Field(ge=1, description="Jobs that may start per window.")
+    duration: int = Field(ge=1, description="Window in milliseconds.")
+
+
 class WorkerSettings(_Section):
     """How workers run."""
 
@@ -176,6 +184,9 @@ class WorkerSettings(_Section):
     enabled: bool = Field(default=True, description="Run workers in this process at all.")
     queues: list[str] | None = Field(
         default=None, description="Queues that run workers here; None means all."
+    )
+    limiter: dict[str, WorkerLimiter] = Field(
+        default_factory=dict, description="Per-queue limit of job starts (BullMQ's limiter)."
     )
 
     def concurrency_for(self, queue: str) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from queuekit.cancellation import CancelRegistry
-from queuekit.errors import PayloadValidationError, UnrecoverableError
+from queuekit.errors import PayloadValidationError, RateLimitedError, UnrecoverableError
 from queuekit.jobs import JobContext, JobReporter, validate_model
 from queuekit.processors import Processor
 from queuekit.records import RawJob, normalise_result
@@ -133,6 +133,10 @@ class BaseWorker(QueueWorker, Generic[J]):
         except asyncio.CancelledError:
             await self._abandon(job)
             raise
+        except RateLimitedError as exc:
+            await self._rate_limited(job, exc.delay_ms)
+            self._log_rate_limited(self._raw(job).id, exc.delay_ms)
+            return None
         except Exception as exc:
             failure = await self._fail(job, exc, is_final(exc))
             if failure is not None:
@@ -198,6 +202,10 @@ class BaseWorker(QueueWorker, Generic[J]):
     def _log_completed(self, job_id: str) -> None:
         log.info("job %s on %s completed", job_id, self.queue,
                  extra={"queue": self.queue, "job_id": job_id})
+
+    def _log_rate_limited(self, job_id: str, delay_ms: int) -> None:
+        log.info("job %s on %s back to waiting: queue rate limited for %d ms", job_id,
+                 self.queue, delay_ms, extra={"queue": self.queue, "job_id": job_id})
 
     def _log_failure(self, job_id: str, failure: Failure, error: BaseException) -> None:
         """One line per failed attempt: a warning while it will be retried, else an error."""
@@ -275,6 +283,11 @@ class BaseWorker(QueueWorker, Generic[J]):
     @abc.abstractmethod
     async def _fail(self, job: J, error: BaseException, final: bool) -> Failure | None:
         """Record a failed attempt (retry or fail for good); None if it could not be."""
+
+    @abc.abstractmethod
+    async def _rate_limited(self, job: J, delay_ms: int) -> None:
+        """The processor raised RateLimitedError: throttle the queue for ``delay_ms`` and
+        put ``job`` back to waiting without counting the attempt."""
 
     @abc.abstractmethod
     async def _abandon(self, job: J) -> None:

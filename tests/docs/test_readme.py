@@ -145,6 +145,23 @@ async def test_events_snippet_sees_progress_then_completion() -> None:
     assert namespace["qs"].closed
 
 
+async def test_deduplication_snippet_keeps_one_job_and_the_last_payload() -> None:
+    namespace = await run("Deduplication", {})
+    qs = namespace["qs"]
+    assert namespace["again"].id == namespace["first"].id
+    assert namespace["owner"] == namespace["latest"].id
+    assert qs.closed
+
+
+async def test_queue_controls_snippet_throttles_and_completes() -> None:
+    namespace = await run("Queue controls", {})
+    info = namespace["info"]
+    assert info.state == JobState.COMPLETED
+    assert info.attempts_made == 1  # the rate-limited start did not count
+    assert namespace["throttled"] == [info.id]
+    assert (info.processed_at - info.created_at).total_seconds() >= 30  # virtual clock
+    assert namespace["removed"] is False
+    assert namespace["old_failures"] == []
 async def test_flows_snippet_runs_the_parent_after_its_children() -> None:
     namespace = await run("Flows: a parent job after its children", {})
     report, tree = namespace["report"], namespace["tree"]

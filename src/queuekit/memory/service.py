@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from queuekit.events import EventStream, EventType
 from queuekit.flows import FlowEntry, RawFlow
 from queuekit.memory.clock import VirtualClock
+from queuekit.memory.controls import MemoryControls
 from queuekit.memory.flows import MemoryFlows
 from queuekit.memory.ratelimit import MemoryRateLimiter
 from queuekit.memory.store import MemoryEventStream, MemoryQueue, StoredJob, copy_json
@@ -53,6 +54,7 @@ class InMemoryQueueService(QueueService):
         self.clock = clock or VirtualClock()
         self.autojump = autojump
         self._queues: dict[str, MemoryQueue] = {}
+        self._controls = MemoryControls(self)
         self.flows = MemoryFlows(self)
 
     def _now_ms(self) -> int:
@@ -70,13 +72,14 @@ class InMemoryQueueService(QueueService):
 
     async def wait_for_work(self, queue: MemoryQueue) -> None:
         """Wait for work on ``queue``; jump the clock when nothing at all is running."""
-        due = queue.next_due()
+        due = queue.next_due(self.clock.now_ms())
         if due is None:
             await queue.changed(None)
             return
         for _ in range(_SETTLE_TURNS):
             await asyncio.sleep(0)
-        if queue.next_due() != due or queue.waiting or queue.prioritized:
+        now = self.clock.now_ms()
+        if queue.next_due(now) != due or queue.runnable(now):
             return
         now = self.clock.now_ms()
         if self.autojump and not self._busy() and due > now:
@@ -86,12 +89,13 @@ class InMemoryQueueService(QueueService):
             return
         await queue.changed(max(0.0, (due - now) / 1000))
 
-    def _store(self, job: PreparedJob) -> str:
+    def _store(self, job: PreparedJob, job_id: str | None = None) -> str:
         queue = self.queue_store(job.queue)
         custom = job.options.job_id
         if custom is not None and custom in queue.jobs:
             return custom
-        job_id = custom if custom is not None else str(next(queue.ids))
+        if job_id is None:
+            job_id = custom if custom is not None else str(next(queue.ids))
         now = self.clock.now_ms()
         stored = StoredJob(id=job_id, name=job.name, data=copy_json(job.wire),
                            options=job.options, timestamp=now)
@@ -130,6 +134,7 @@ class InMemoryQueueService(QueueService):
                 heapq.heapify(store.delayed)
             job.state = "removed"
             self.flows.removed(queue, job)
+            store.release_dedup(job, finished=False)
             store.notify()
             return True
         worker = self._workers.get(queue)
@@ -177,6 +182,40 @@ class InMemoryQueueService(QueueService):
 
     def _event_stream(self, queue: str) -> EventStream:
         return MemoryEventStream(self.queue_store(queue))
+
+    # -- controls and deduplication (queuekit.memory.controls) -------------------------
+
+    async def _add_dedup(self, job: PreparedJob) -> tuple[str, bool]:
+        return self._controls.add_dedup(job)
+
+    async def _get_dedup_job_id(self, queue: str, dedup_id: str) -> str | None:
+        return self._controls.dedup_job_id(queue, dedup_id)
+
+    async def _set_paused(self, queue: str, paused: bool) -> None:
+        self._controls.set_paused(queue, paused)
+
+    async def _is_paused(self, queue: str) -> bool:
+        return self.queue_store(queue).paused
+
+    async def _remove_job(self, queue: str, job_id: str) -> bool:
+        return self._controls.remove_job(queue, job_id)
+
+    async def _clean(self, queue: str, state: str, grace_ms: int, limit: int) -> list[str]:
+        return self._controls.clean(queue, state, grace_ms, limit)
+
+    async def _drain(self, queue: str) -> None:
+        self._controls.drain(queue)
+
+    async def _obliterate(self, queue: str, force: bool) -> None:
+        self._controls.obliterate(queue, force)
+
+    async def _set_global_concurrency(self, queue: str, n: int | None) -> None:
+        store = self.queue_store(queue)
+        store.concurrency = n
+        store.notify()
+
+    async def _get_global_concurrency(self, queue: str) -> int | None:
+        return self.queue_store(queue).concurrency
 
     async def _close_backend(self) -> None:
         for queue in self._queues.values():

@@ -14,7 +14,7 @@ from typing import Any
 from queuekit.events import EventStream, EventType, QueueEvent
 from queuekit.jobs import COUNT_STATES, Progress, ResolvedOptions, Retention, result_from_wire
 from queuekit.records import RawJob
-from queuekit.settings import BackoffSettings
+from queuekit.settings import BackoffSettings, WorkerLimiter
 
 
 def copy_json(value: Any) -> Any:
@@ -80,15 +80,31 @@ class MemoryQueue:
         self.seq = itertools.count()
         self._changed = asyncio.Event()
         self.subscribers: set[MemoryEventStream] = set()
+        self.reset_controls()
+
+    def reset_controls(self) -> None:
+        """Pause, caps, limiter windows and deduplication keys as on a new queue."""
+        self.paused = False
+        self.concurrency: int | None = None
+        self.limiter: WorkerLimiter | None = None
+        self.limited_until = 0  # a manual rate limit (virtual ms)
+        self.window_end = 0  # the limiter's current window and its starts
+        self.window_count = 0
+        self.dedup: dict[str, tuple[str, int | None]] = {}  # id -> (job id, expires at)
 
     def emit(self, type: EventType, job: StoredJob, data: Any = None, attempt: int | None = None,
              will_retry: bool = False) -> None:
         """Deliver an event to every subscriber of this queue."""
+        self.emit_for(type, job.id, data, attempt, will_retry)
+
+    def emit_for(self, type: EventType, job_id: str, data: Any = None,
+                 attempt: int | None = None, will_retry: bool = False) -> None:
+        """:meth:`emit` by job id."""
         if self.subscribers:
             value = copy_json(data)
             if type is EventType.COMPLETED:
                 value = result_from_wire(value)
-            event = QueueEvent(type, self.name, job.id, value, attempt, will_retry)
+            event = QueueEvent(type, self.name, job_id, value, attempt, will_retry)
             for stream in self.subscribers:
                 stream._put(event)
 
@@ -103,8 +119,67 @@ class MemoryQueue:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
 
-    def next_due(self) -> int | None:
-        return self.delayed[0][0] if self.delayed else None
+    def next_due(self, now: int = 0) -> int | None:
+        """When something may change without an event: the next delayed job, or the end
+        of a rate limit holding back waiting jobs."""
+        due = self.delayed[0][0] if self.delayed else None
+        limit_end = self.limit_end(now)
+        if limit_end and (self.waiting or self.prioritized):
+            due = limit_end if due is None else min(due, limit_end)
+        return due
+
+    def limit_end(self, now: int) -> int:
+        """When the rate limit (manual or the limiter's window) ends; 0 when not limited."""
+        end = self.limited_until if self.limited_until > now else 0
+        limiter = self.limiter
+        if limiter and self.window_end > now and self.window_count >= limiter.max:
+            end = max(end, self.window_end)
+        return end
+
+    def blocked(self, now: int) -> bool:
+        """Paused, at the global concurrency, or rate limited: no job may start."""
+        return (self.paused or bool(self.concurrency and len(self.active) >= self.concurrency)
+                or bool(self.limit_end(now)))
+
+    def runnable(self, now: int) -> bool:
+        """Whether a job could start now."""
+        return bool(self.waiting or self.prioritized) and not self.blocked(now)
+
+    def _count_start(self, now: int) -> None:
+        limiter = self.limiter
+        if limiter is None:
+            return
+        if self.window_end <= now:  # BullMQ's limiter key: the window opens at a start
+            self.window_end, self.window_count = now + limiter.duration, 0
+        self.window_count += 1
+
+    def release_dedup(self, job: StoredJob, finished: bool) -> None:
+        """Drop ``job``'s deduplication key as BullMQ does: when the job finishes (unless
+        the key has a ttl) or is removed, if the key still points at it."""
+        dedup = job.options.deduplication
+        if dedup is None:
+            return
+        entry = self.dedup.get(dedup.id)
+        if entry is not None and entry[0] == job.id and not (finished and entry[1]):
+            del self.dedup[dedup.id]
+
+    def remove(self, job_id: str) -> StoredJob | None:
+        """Take a job out of every state; return it (None when there was none)."""
+        job = self.jobs.pop(job_id, None)
+        if job is None:
+            return None
+        self.active.discard(job_id)
+        for finished in (self.completed, self.failed):
+            if job_id in finished:
+                finished.remove(job_id)
+        if job_id in self.waiting:
+            self.waiting.remove(job_id)
+        for name in ("delayed", "prioritized"):
+            entries = [e for e in getattr(self, name) if e[2] != job_id]
+            heapq.heapify(entries)
+            setattr(self, name, entries)
+        self.release_dedup(job, finished=False)
+        return job
 
     def enqueue(self, job: StoredJob, now: int, delay: int) -> None:
         """Put ``job`` in delayed, prioritized or waiting, as BullMQ would."""
@@ -129,6 +204,8 @@ class MemoryQueue:
             if job is not None and job.state == "delayed":
                 self.enqueue(job, now, 0)
                 self.emit(EventType.WAITING, job)
+        if self.blocked(now):
+            return None
         while self.waiting or self.prioritized:
             if self.waiting:
                 job_id = self.waiting.popleft()
@@ -136,6 +213,7 @@ class MemoryQueue:
                 _, _, job_id = heapq.heappop(self.prioritized)
             job = self.jobs.get(job_id)
             if job is not None and job.state in ("waiting", "prioritized"):
+                self._count_start(now)
                 return job
         return None
 

@@ -44,6 +44,7 @@ class MemoryWorker(BaseWorker[StoredJob]):
                  concurrency: int) -> None:
         self._memory = service
         self._queue = service.queue_store(queue)
+        self._queue.limiter = service.settings.worker.limiter.get(queue)
         super().__init__(service, queue, processor, concurrency)
 
     async def _fetch(self) -> StoredJob | None:
@@ -65,6 +66,14 @@ class MemoryWorker(BaseWorker[StoredJob]):
     def _reporter(self, job: StoredJob) -> JobReporter:
         return _Reporter(self._queue, job)
 
+    def _gone(self, job: StoredJob) -> bool:
+        """The job was removed while it ran (obliterate with force): nothing to record."""
+        if self._queue.jobs.get(job.id) is job:
+            return False
+        self._queue.active.discard(job.id)
+        log.warning("job %s on %s was removed while it ran; its outcome is dropped", job.id,
+                    self.queue, extra={"queue": self.queue, "job_id": job.id})
+        return True
     def _refusal(self, job: StoredJob) -> str | None:
         return job.deferred_failure
 
@@ -73,7 +82,10 @@ class MemoryWorker(BaseWorker[StoredJob]):
 
     async def _complete(self, job: StoredJob, value: Any) -> None:
         queue, now = self._queue, self._memory.clock.now_ms()
+        if self._gone(job):
+            return
         queue.active.discard(job.id)
+        queue.release_dedup(job, finished=True)
         job.attempts_made += 1
         job.state = "completed"
         job.return_value = copy_json(value)
@@ -85,8 +97,11 @@ class MemoryWorker(BaseWorker[StoredJob]):
         queue.notify()
         self._log_completed(job.id)
 
-    async def _fail(self, job: StoredJob, error: BaseException, final: bool) -> Failure:
+    async def _fail(self, job: StoredJob, error: BaseException,
+                    final: bool) -> Failure | None:
         queue, now = self._queue, self._memory.clock.now_ms()
+        if self._gone(job):
+            return None
         queue.active.discard(job.id)
         job.attempts_made += 1
         job.failed_reason = str(error)
@@ -100,12 +115,26 @@ class MemoryWorker(BaseWorker[StoredJob]):
             return Failure(job.attempts_made, attempts, will_retry=True, retry_in_ms=delay)
         job.state = "failed"
         job.finished_on = now
+        queue.release_dedup(job, finished=True)
         queue.failed.append(job.id)
         queue.emit(EventType.FAILED, job, job.failed_reason, job.attempts_made, False)
         self._memory.flows.failed(self.queue, job)
         queue.retain(queue.failed, job.options.remove_on_fail, now)
         queue.notify()
         return Failure(job.attempts_made, attempts, will_retry=False)
+
+    async def _rate_limited(self, job: StoredJob, delay_ms: int) -> None:
+        queue, now = self._queue, self._memory.clock.now_ms()
+        queue.limited_until = max(queue.limited_until, now + delay_ms)
+        if self._gone(job):
+            return
+        queue.active.discard(job.id)
+        # Back where it runs next, attempts unchanged (BullMQ's moveJobFromActiveToWait).
+        queue.enqueue(job, now, 0)
+        if job.state == "waiting" and queue.waiting and queue.waiting[-1] == job.id:
+            queue.waiting.rotate(1)
+        queue.emit(EventType.WAITING, job)
+        queue.notify()
 
     async def _abandon(self, job: StoredJob) -> None:
         # Like a stalled job on Redis, an interrupted job is not lost: it goes back.

@@ -11,8 +11,10 @@ are honoured to within a few ms (see :class:`_PreciseWorker`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import bullmq
@@ -22,11 +24,16 @@ from queuekit.processors import Processor
 from queuekit.redis.breaker import UNAVAILABLE_ERRORS
 from queuekit.redis.wire import REDIS_TIMER_SLACK, bullmq_worker_options, worker_name
 from queuekit.redis.worker import RedisWorker
+from queuekit.worker import Failure
 
 if TYPE_CHECKING:
     from queuekit.redis.service import RedisQueueService
 
 log = logging.getLogger("queuekit.redis")
+
+
+async def _no_hold() -> None:
+    return None
 
 
 class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
@@ -36,6 +43,10 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
     ``REDIS_TIMER_SLACK`` before the next delayed job is due, and the remainder is slept
     locally (bullmq rounds the wait up to whole seconds). Scripts, keys, locks: bullmq's.
     """
+
+    #: Set by the engine: wait out a rate limit before ``moveToActive`` (a job put back
+    #: by a rate limit wakes the marker wait).
+    hold: Callable[[], Awaitable[None]] = staticmethod(_no_hold)
 
     async def waitForJob(self) -> int:  # noqa: N802 - overrides bullmq
         block_until = int(self.blockUntil or 0)
@@ -53,11 +64,13 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
             raise
         if result:
             _key, member, score = result
+            await self.hold()
             return int(float(score)) if member else 0
         if precise:
             remaining = block_until - time.time() * 1000
             if remaining > 0:
                 await asyncio.sleep(remaining / 1000)
+        await self.hold()
         return 0
 
 
@@ -68,11 +81,13 @@ class BullmqWorker(RedisWorker):
                  concurrency: int) -> None:
         super().__init__(service, queue, processor, concurrency)
         options = bullmq_worker_options(self._worker_settings, self.prefix, concurrency,
-                                        worker_name())
+                                        worker_name(), queue)
         self._bull: Any = _PreciseWorker(queue, None, {"connection": self._client, **options})
+        self._bull.hold = self._wait_out_limit
         self._bull.on("error", self._on_error)
         self._bull.on("stalled", self._log_stalled)
         self._stalled_timer: Any = None
+        self._capped = False  # the queue has a global concurrency (meta.concurrency)
 
     async def _open(self) -> None:
         await super()._open()
@@ -85,6 +100,7 @@ class BullmqWorker(RedisWorker):
 
     async def _fetch(self) -> Any:
         while not self._closing:
+            await self._wait_out_limit()
             token = self._next_token()
             try:
                 job = await self._bull.getNextJob(token)
@@ -101,7 +117,17 @@ class BullmqWorker(RedisWorker):
             if job is not None:
                 self._bull.lockManager.track_job(job.id, token, int(time.time() * 1000))
                 return job
+            self._after_rate_limit()
+            await self._check_capped()
         return None
+
+    def _after_rate_limit(self) -> None:
+        # bullmq's Worker records the limiter's ttl but then blocks on the marker for
+        # drainDelay; wait the ttl instead and fetch again right after it.
+        ttl = int(self._bull.limitUntil or 0)
+        if ttl > 0:
+            self._limit_for(ttl)
+            self._bull.drained = False
 
     async def _complete(self, job: Any, value: Any) -> Any:
         try:
@@ -116,7 +142,31 @@ class BullmqWorker(RedisWorker):
         finally:
             self._untrack(job)
         self._log_completed(job.id)
+        await self._nudge_if_capped()
         return None
+
+    async def _fail(self, job: Any, error: BaseException, final: bool) -> Failure | None:
+        failure = await super()._fail(job, error, final)
+        await self._nudge_if_capped()
+        return failure
+
+    # -- global concurrency ----------------------------------------------------------
+    # BullMQ hands a freed global-concurrency slot to the finishing worker's fetch-next;
+    # this engine finishes without fetch-next, so workers blocked on the marker (here
+    # and in other processes) would wait drainDelay. Under a cap, finishing a job adds
+    # the marker, as an add does, so one of them takes the next job at once.
+
+    async def _check_capped(self) -> None:
+        try:
+            self._capped = bool(await self._client.hexists(self._bull.keys["meta"],
+                                                          "concurrency"))
+        except UNAVAILABLE_ERRORS:
+            self._capped = False
+
+    async def _nudge_if_capped(self) -> None:
+        if self._capped:
+            with contextlib.suppress(*UNAVAILABLE_ERRORS):
+                await self._client.zadd(self._bull.keys["marker"], {"0": 0})
 
     def _untrack(self, job: Any) -> None:
         self._bull.lockManager.untrack_job(job.id)

@@ -23,9 +23,10 @@ from queuekit.redis.keys import (
     ADD_STANDARD_KEYS,
     COMPLETED_METRICS,
     MOVE_TO_FINISHED_KEYS,
+    dedup_key_under,
 )
 from queuekit.redis.pipeline import AutoPipeline
-from queuekit.redis.wire import bullmq_job_opts, keep_jobs
+from queuekit.redis.wire import DEDUP_OPT, bullmq_job_opts, keep_jobs
 
 #: BullMQ's compact JSON; one encoder, built once (json.dumps builds one per call).
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -51,9 +52,11 @@ class AddJobCommand:
         """(script name, keys, args) exactly as bullmq's ``Scripts.addJob`` sends them."""
         if timestamp is None:
             timestamp = round(time.time() * 1000)
+        dedup = opts.get(DEDUP_OPT)
         packed_args = msgpack.packb(
             [self._prefix_key, opts.get("jobId") or "", name, timestamp,
-             None, None, None, None, None],
+             None, None, None, None,
+             dedup_key_under(self._prefix_key, dedup["id"]) if dedup else None],
             use_bin_type=True,
         )
         args: list[Any] = [
@@ -80,11 +83,7 @@ class AddJobCommand:
         The scripts are loaded first: a ``NOSCRIPT`` inside the transaction would fail
         some adds while the others went through.
         """
-        scripts = {name: self._commands[name] for name, _, _ in calls}
-        loaded = await client.script_exists(*(script.sha for script in scripts.values()))
-        for script, present in zip(scripts.values(), loaded, strict=True):
-            if not present:
-                script.sha = await client.script_load(script.script)
+        scripts = await self._load(client, [name for name, _, _ in calls])
         async with client.pipeline(transaction=True) as pipe:
             for name, keys, args in calls:
                 pipe.execute_command("EVALSHA", scripts[name].sha, len(keys), *keys, *args)
@@ -93,6 +92,29 @@ class AddJobCommand:
             if isinstance(result, int) and result < 0:
                 raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
         return [str(result) for result in results]
+
+    async def _load(self, client: Any, names: list[str]) -> dict[str, Any]:
+        scripts = {name: self._commands[name] for name in names}
+        loaded = await client.script_exists(*(script.sha for script in scripts.values()))
+        for script, present in zip(scripts.values(), loaded, strict=True):
+            if not present:
+                script.sha = await client.script_load(script.script)
+        return scripts
+
+    async def add_watching(self, client: Any, call: tuple[str, list[str], list[Any]],
+                           key: str) -> tuple[str, str | None]:
+        """Send one built call in a MULTI after ``GET key``: (the id, the key's value
+        just before the script ran). For deduplication: an answer equal to the value
+        before means the add was a duplicate."""
+        name, keys, args = call
+        script = (await self._load(client, [name]))[name]
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.get(key)
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            before, result = await pipe.execute()
+        if isinstance(result, int) and result < 0:
+            raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
+        return str(result), None if before is None else str(before)
 
     async def __call__(self, name: str, data: Any, opts: Mapping[str, Any]) -> str:
         """Add one job; return its id (bullmq's errors for negative codes)."""
@@ -112,7 +134,9 @@ class CompleteJobCommand:
     """``moveToFinished`` (completed) with fetch-next, as bullmq's
     ``Scripts.moveToCompletedArgs`` builds it (a test checks them against each other)."""
 
-    def __init__(self, scripts: Any, lock_duration: int) -> None:
+    def __init__(self, scripts: Any, lock_duration: int,
+                 limiter: dict[str, int] | None = None) -> None:
+        self._limiter = limiter  # fetch-next counts against (and obeys) the limiter
         self._prefix_key = scripts.keys[""]
         self._keys = scripts.getKeys(list(MOVE_TO_FINISHED_KEYS))
         self._metrics = scripts.toKey(COMPLETED_METRICS)
@@ -128,7 +152,7 @@ class CompleteJobCommand:
         packed = msgpack.packb({
             "token": token,
             "keepJobs": keep_jobs(remove),
-            "limiter": None,
+            "limiter": self._limiter,
             "lockDuration": self._lock_duration,
             "attempts": attempts,
             "attemptsMade": attempts_made,

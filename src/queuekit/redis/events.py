@@ -56,7 +56,7 @@ class RedisEventStream(EventStream):
             "skipVersionCheck": True,
         })
         for name in ("waiting", "delayed", "active", "progress", "completed", "failed",
-                     "stalled"):
+                     "stalled", "deduplicated"):
             self._bull.on(name, self._listener(name))
         self._bull.on("error", lambda err: self._raw.put_nowait(err))
         self._task = asyncio.ensure_future(self._bull.run())
@@ -108,6 +108,10 @@ class RedisEventStream(EventStream):
             return [QueueEvent(_PLAIN_EVENTS[name], queue, job_id)]
         if name == "progress":
             return [QueueEvent(EventType.PROGRESS, queue, job_id, args.get("data"))]
+        if name == "deduplicated":
+            return [QueueEvent(EventType.DEDUPLICATED, queue, job_id, {
+                "deduplication_id": args.get("deduplicationId"),
+                "deduplicated_job_id": args.get("deduplicatedJobId")})]
         if name == "completed":
             return [QueueEvent(EventType.COMPLETED, queue, job_id,
                                result_from_wire(args.get("returnvalue")))]

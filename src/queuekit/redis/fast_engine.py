@@ -63,9 +63,11 @@ class FastWorker(RedisWorker):
             "lockDuration": settings.lock_duration,
             "stalledInterval": settings.stalled_interval,
             "maxStalledCount": settings.max_stalled_count,
+            "limiter": self._limiter,
         })
-        self._active_opts = {"lockDuration": settings.lock_duration, "limiter": None}
-        self._complete_command = CompleteJobCommand(self._scripts, settings.lock_duration)
+        self._active_opts = {"lockDuration": settings.lock_duration, "limiter": self._limiter}
+        self._complete_command = CompleteJobCommand(self._scripts, settings.lock_duration,
+                                                    self._limiter)
         self._lock_duration = settings.lock_duration
         self._stalled_interval = settings.stalled_interval
         self._drain_delay = settings.drain_delay
@@ -83,6 +85,7 @@ class FastWorker(RedisWorker):
 
     async def _fetch(self) -> Any:
         while not self._closing:
+            await self._wait_out_limit()
             try:
                 if self._drained:
                     try:
@@ -93,10 +96,12 @@ class FastWorker(RedisWorker):
                         raise
                     if self._closing:
                         return None
+                    # A job put back by a rate limit woke us: the limit holds first.
+                    await self._wait_out_limit()
                 token = self._next_token()
                 raw = await self._scripts_call(
                     "moveToActive", *self._move_to_active_args(token))
-                data, job_id, _limit_until, delay_until = raw2NextJobData(raw)
+                data, job_id, limit_ttl, delay_until = raw2NextJobData(raw)
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("worker for %s: Redis unavailable (%s); retrying in %g s",
                             self.queue, exc, self._retry_delay, extra=self._extra)
@@ -112,9 +117,20 @@ class FastWorker(RedisWorker):
             if data:
                 self._drained = False
                 return self._job(data, job_id, token)
+            if self._rate_limited_for(limit_ttl):
+                continue
             self._drained = True
             self._block_until = int(delay_until or 0)
         return None
+
+    def _rate_limited_for(self, limit_ttl: Any) -> bool:
+        """moveToActive (or fetch-next) answered "rate limited for ttl ms": wait that."""
+        ttl = int(limit_ttl or 0)
+        if ttl <= 0:
+            return False
+        self._limit_for(ttl)
+        self._drained = False
+        return True
 
     def _move_to_active_args(self, token: str) -> tuple[list[str], list[Any]]:
         keys = self._scripts.getKeys(list(MOVE_TO_ACTIVE_KEYS))
@@ -168,7 +184,7 @@ class FastWorker(RedisWorker):
         token = job.token
         extra = {"queue": self.queue, "job_id": job.id}
         remove = job.opts.get("removeOnComplete", False)
-        fetch_next = not self._closing
+        fetch_next = not self._closing and not self._is_limited()
         try:
             if isinstance(job, LeanJob):
                 keys, args = self._complete_command.build(
@@ -189,10 +205,10 @@ class FastWorker(RedisWorker):
             log.error("job %s on %s: %s", job.id, self.queue, error, extra=extra)
             return None
         self._log_completed(job.id)
-        data, next_id, _limit, delay_until = raw2NextJobData(raw)
+        data, next_id, limit_ttl, delay_until = raw2NextJobData(raw)
         if data and not self._closing:
             return self._job(data, next_id, token)
-        if not data:
+        if not data and not self._rate_limited_for(limit_ttl):
             self._drained = True
             self._block_until = int(delay_until or 0)
         return None

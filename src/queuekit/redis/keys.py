@@ -24,6 +24,9 @@ MOVE_TO_ACTIVE_KEYS = ("wait", "active", "prioritized", "events", "stalled", "li
 #: metrics key and the marker follow).
 MOVE_TO_FINISHED_KEYS = ("wait", "active", "prioritized", "events", "stalled", "limiter",
                          "delayed", "paused", "meta", "pc", "completed")
+#: ``KEYS`` of ``moveJobFromActiveToWait`` (a rate-limited job back to wait).
+MOVE_ACTIVE_TO_WAIT_KEYS = ("active", "wait", "stalled", "paused", "meta", "limiter",
+                            "prioritized", "marker", "events")
 #: The metrics list of completed jobs, relative to the queue.
 COMPLETED_METRICS = "metrics:completed"
 
@@ -67,6 +70,14 @@ def rate_limit_key(prefix: str, queue: str, user_id: str) -> str:
     return f"{prefix}:qk:rate:{queue}:{user_id}"
 
 
+def dedup_key(prefix: str, queue: str, dedup_id: str) -> str:
+    """BullMQ's deduplication key: holds the id of the job that owns ``dedup_id``."""
+    return queue_key(prefix, queue, f"de:{dedup_id}")
+
+
+def dedup_key_under(queue_prefix_key: str, dedup_id: str) -> str:
+    """:func:`dedup_key` from a queue's own key prefix (``<prefix>:<queue>:``)."""
+    return f"{queue_prefix_key}de:{dedup_id}"
 #: A flow parent's child records, appended to its job key (BullMQ's names): children
 #: still pending, completed ones (their return values), ignored failures, failures that
 #: fail the parent.

@@ -27,6 +27,7 @@ from queuekit.redis.bullmq_engine import BullmqWorker
 from queuekit.redis.cancel import cancel_job
 from queuekit.redis.commands import AddJobCommand
 from queuekit.redis.connection import QueueConnection
+from queuekit.redis.controls import RedisControls
 from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
 from queuekit.redis.flows import RedisFlows
@@ -79,6 +80,7 @@ class RedisQueueService(QueueService):
                                   timeout=self.settings.redis.socket_timeout)
         self._add_commands: dict[str, AddJobCommand] = {}
         self._default_wire_options = bullmq_options(self._default_options)
+        self._controls = RedisControls(self)
         self.flows = RedisFlows(self)
 
     @classmethod
@@ -245,6 +247,38 @@ class RedisQueueService(QueueService):
 
     async def _health_backend(self) -> tuple[str, str]:
         return await self.connection.ping(), self.breaker.state
+
+    # -- controls and deduplication (queuekit.redis.controls) --------------------------
+
+    async def _add_dedup(self, job: PreparedJob) -> tuple[str, bool]:
+        return await self._controls.add_dedup(job)
+
+    async def _get_dedup_job_id(self, queue: str, dedup_id: str) -> str | None:
+        return await self._controls.dedup_job_id(queue, dedup_id)
+
+    async def _set_paused(self, queue: str, paused: bool) -> None:
+        await self._controls.set_paused(queue, paused)
+
+    async def _is_paused(self, queue: str) -> bool:
+        return await self._controls.is_paused(queue)
+
+    async def _remove_job(self, queue: str, job_id: str) -> bool:
+        return await self._controls.remove_job(queue, job_id)
+
+    async def _clean(self, queue: str, state: str, grace_ms: int, limit: int) -> list[str]:
+        return await self._controls.clean(queue, state, grace_ms, limit)
+
+    async def _drain(self, queue: str) -> None:
+        await self._controls.drain(queue)
+
+    async def _obliterate(self, queue: str, force: bool) -> None:
+        await self._controls.obliterate(queue, force)
+
+    async def _set_global_concurrency(self, queue: str, n: int | None) -> None:
+        await self._controls.set_global_concurrency(queue, n)
+
+    async def _get_global_concurrency(self, queue: str) -> int | None:
+        return await self._controls.get_global_concurrency(queue)
 
     async def _close_backend(self) -> None:
         for name, queue in list(self._queues.items()):

@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from queuekit.jobs import ResolvedOptions, Retention
-from queuekit.settings import KeepJobs, WorkerSettings
+from queuekit.jobs import Deduplication, ResolvedOptions, Retention
+from queuekit.settings import KeepJobs, WorkerLimiter, WorkerSettings
 
 #: Redis checks blocking timeouts on its ``hz`` timer (10 per second by default), so a
 #: ``BZPOPMIN`` timeout can end up to 100 ms late. Workers ask Redis to wake them this
@@ -25,6 +25,14 @@ MAX_BLOCK = 10.0
 #: What bullmq's stalled check stores (``defa``) on a job that stalled too often; the
 #: next worker to fetch the job fails it with that reason instead of running it.
 STALLED_TOO_OFTEN = "job stalled more than allowable limit"
+
+#: The short name of ``deduplication`` in BullMQ's stored options.
+DEDUP_OPT = "de"
+#: What BullMQ's manual rate limit (``Queue.rateLimit``) stores in the limiter key:
+#: Number.MAX_SAFE_INTEGER, more than any ``max``.
+MANUAL_RATE_LIMIT = 9007199254740991
+#: Node's worker waits at most this long (ms) on a rate limit before polling again.
+MAX_RATE_LIMIT_WAIT = 30_000
 
 
 def stalled_reason(stalled: int, max_stalled: int) -> str:
@@ -64,6 +72,8 @@ def bullmq_options(options: ResolvedOptions) -> dict[str, Any]:
         opts["jobId"] = options.job_id
     if options.lifo:
         opts["lifo"] = True
+    if options.deduplication is not None:
+        opts[DEDUP_OPT] = dedup_options(options.deduplication)
     if options.timeout:
         # Not a BullMQ 6 option: Node keeps it in the job's opts and ignores it.
         opts["timeout"] = options.timeout
@@ -71,6 +81,23 @@ def bullmq_options(options: ResolvedOptions) -> dict[str, Any]:
         if getattr(options, name):
             opts[value] = True
     return opts
+
+
+def dedup_options(dedup: Deduplication) -> dict[str, Any]:
+    """BullMQ's ``deduplication`` options (unset fields left out, as Node writes them)."""
+    opts: dict[str, Any] = {"id": dedup.id}
+    if dedup.ttl is not None:
+        opts["ttl"] = dedup.ttl
+    if dedup.extend:
+        opts["extend"] = True
+    if dedup.replace:
+        opts["replace"] = True
+    return opts
+
+
+def limiter_options(limiter: WorkerLimiter | None) -> dict[str, int] | None:
+    """BullMQ's worker ``limiter`` ({max, duration}), or None."""
+    return None if limiter is None else {"max": limiter.max, "duration": limiter.duration}
 
 
 #: The flow failure options by BullMQ's long name (bullmq's ``Job`` stores them short,
@@ -118,9 +145,11 @@ def max_attempts(opts: Mapping[str, Any] | None) -> int:
 
 
 def bullmq_worker_options(settings: WorkerSettings, prefix: str, concurrency: int,
-                          name: str) -> dict[str, Any]:
+                          name: str, queue: str = "") -> dict[str, Any]:
     """bullmq ``WorkerOptions`` from queuekit's worker settings."""
+    limiter = limiter_options(settings.limiter.get(queue))
     return {
+        **({"limiter": limiter} if limiter else {}),
         "prefix": prefix,
         "concurrency": concurrency,
         "lockDuration": settings.lock_duration,
