@@ -21,7 +21,7 @@ from queuekit.errors import (
     ServiceClosedError,
     WorkerError,
 )
-from queuekit.events import EventStream
+from queuekit.events import EventStream, JobWatch
 from queuekit.jobs import JobInfo, JobOptions, JobState, validate_model
 from queuekit.processors import Processor, WorkerHost
 from queuekit.queues import QueueRegistry
@@ -40,6 +40,10 @@ from queuekit.settings import QueuekitSettings, load_settings
 from queuekit.worker import QueueWorker
 
 log = logging.getLogger("queuekit")
+
+#: Seconds between re-reads of a job in ``wait_for_job`` when no wake-up came (a missed
+#: event, a Redis restart): the fallback, not the way a finished job is noticed.
+_WAIT_RECHECK = 1.0
 
 
 class QueueService(abc.ABC):
@@ -191,25 +195,38 @@ class QueueService(abc.ABC):
     async def wait_for_job(self, queue: str, job_id: str, timeout: float = 30.0) -> JobInfo:
         """Wait until the job is completed or failed for good, and return it.
 
-        Raises :class:`JobTimeoutError` after ``timeout`` seconds and
-        :class:`JobNotFoundError` when there is no such job.
+        Event-driven: the backend wakes the caller when the job finishes (Redis: BullMQ's
+        event stream, one reader per queue and process), with a re-read every
+        ``_WAIT_RECHECK`` seconds in case an event was missed. Raises
+        :class:`JobTimeoutError` after ``timeout`` seconds and :class:`JobNotFoundError`
+        when there is no such job.
         """
+        queue, job_id = str(queue), str(job_id)
         deadline = time.monotonic() + timeout
-        attempt = 0
-        while True:
-            info = await self.get_job(queue, job_id)
-            if info is None:
-                raise JobNotFoundError(f"no job {job_id!r} on queue {str(queue)!r}")
-            if info.state.finished:
-                return info
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise JobTimeoutError(
-                    f"job {job_id!r} on queue {str(queue)!r} is still {info.state} after "
-                    f"{timeout:g} s"
-                )
-            await self._wait_for_change(str(queue), str(job_id), remaining, attempt)
-            attempt += 1
+        info = await self._read_job(queue, job_id)
+        if info.state.finished:
+            return info
+        watch = await self._watch_job(queue, job_id)
+        try:
+            while True:
+                # The first pass re-reads right after subscribing: the job may have
+                # finished between the read above and the subscription.
+                info = await self._read_job(queue, job_id)
+                remaining = deadline - time.monotonic()
+                if info.state.finished:
+                    return info
+                if remaining <= 0:
+                    raise JobTimeoutError(f"job {job_id!r} on queue {queue!r} is still "
+                                          f"{info.state} after {timeout:g} s")
+                await watch.changed(min(remaining, _WAIT_RECHECK))
+        finally:
+            await watch.aclose()
+
+    async def _read_job(self, queue: str, job_id: str) -> JobInfo:
+        info = await self.get_job(queue, job_id)
+        if info is None:
+            raise JobNotFoundError(f"no job {job_id!r} on queue {queue!r}")
+        return info
 
     async def get_job_counts(self, queue: str) -> dict[str, int]:
         """Jobs per state: waiting, active, delayed, prioritized, completed, failed, paused,
@@ -348,9 +365,8 @@ class QueueService(abc.ABC):
         """Workers connected to ``queue``."""
 
     @abc.abstractmethod
-    async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
-                               attempt: int) -> None:
-        """Return when the job may have changed state, or after ``timeout`` seconds."""
+    async def _watch_job(self, queue: str, job_id: str) -> JobWatch:
+        """Subscribe to changes of one job (``wait_for_job``'s wake-ups)."""
 
     @abc.abstractmethod
     async def _health_backend(self) -> tuple[str, str]:

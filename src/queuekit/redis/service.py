@@ -7,7 +7,6 @@ inside this package and never reach the public API.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from typing import Any
 
 import bullmq
 
-from queuekit.events import EventStream
+from queuekit.events import EventStream, JobWatch
 from queuekit.jobs import COUNT_STATES
 from queuekit.processors import Processor
 from queuekit.queues import QueueRegistry
@@ -28,9 +27,10 @@ from queuekit.redis.connection import QueueConnection
 from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
 from queuekit.redis.jobs import raw_from_bull
-from queuekit.redis.keys import meta_key_pattern, queue_of_meta_key, rate_limit_key
+from queuekit.redis.keys import events_key, meta_key_pattern, queue_of_meta_key, rate_limit_key
 from queuekit.redis.pipeline import AutoPipeline
 from queuekit.redis.ratelimit import RedisRateLimiter
+from queuekit.redis.waiters import JobWaiters
 from queuekit.redis.wire import bullmq_options
 from queuekit.redis.worker import RedisWorker
 from queuekit.service import QueueService
@@ -43,9 +43,6 @@ log = logging.getLogger("queuekit.redis")
 ENGINES: dict[str, type[RedisWorker]] = {"fast": FastWorker, "bullmq": BullmqWorker}
 #: Failed jobs ``retry_jobs`` moves per script call (BullMQ's default batch).
 _RETRY_BATCH = 1000
-#: How often ``wait_for_job`` re-reads a job: starts small, grows to the cap.
-_POLL_START = 0.005
-_POLL_CAP = 0.1
 
 
 class RedisQueueService(QueueService):
@@ -76,6 +73,9 @@ class RedisQueueService(QueueService):
                                   timeout=self.settings.redis.socket_timeout)
         self._add_commands: dict[str, AddJobCommand] = {}
         self._default_wire_options = bullmq_options(self._default_options)
+        self._waiters = JobWaiters(self.connection.worker_client,
+                                   self.connection.release_worker_client,
+                                   lambda queue: events_key(self.prefix, queue))
 
     @classmethod
     async def connect(cls, settings: QueuekitSettings | None = None,
@@ -224,16 +224,15 @@ class RedisQueueService(QueueService):
         # A bullmq worker gives each of its connections the same name: count names.
         return len({c.get("rawname") for c in clients if c.get("rawname")})
 
-    async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
-                               attempt: int) -> None:
-        # Polling keeps wait_for_job free of a blocking connection per caller; the
-        # interval doubles up to a cap so a long wait costs ten round trips a second.
-        await asyncio.sleep(min(_POLL_START * 2**attempt, _POLL_CAP, timeout))
+    async def _watch_job(self, queue: str, job_id: str) -> JobWatch:
+        # One events reader per queue and process, however many callers wait.
+        return await self._waiters.watch(queue, job_id)
 
     async def _health_backend(self) -> tuple[str, str]:
         return await self.connection.ping(), self.breaker.state
 
     async def _close_backend(self) -> None:
+        await self._waiters.aclose()
         for name, queue in list(self._queues.items()):
             try:
                 await queue.close()
