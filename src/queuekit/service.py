@@ -203,14 +203,11 @@ class QueueService(abc.ABC):
         """
         queue, job_id = str(queue), str(job_id)
         deadline = time.monotonic() + timeout
-        info = await self._read_job(queue, job_id)
-        if info.state.finished:
-            return info
+        # Subscribe before the first read, so a job that finishes in between still
+        # wakes us; the read after each wake-up is the answer (a wake-up is a hint).
         watch = await self._watch_job(queue, job_id)
         try:
             while True:
-                # The first pass re-reads right after subscribing: the job may have
-                # finished between the read above and the subscription.
                 info = await self._read_job(queue, job_id)
                 remaining = deadline - time.monotonic()
                 if info.state.finished:

@@ -24,6 +24,9 @@ MOVE_TO_ACTIVE_KEYS = ("wait", "active", "prioritized", "events", "stalled", "li
 #: metrics key and the marker follow).
 MOVE_TO_FINISHED_KEYS = ("wait", "active", "prioritized", "events", "stalled", "limiter",
                          "delayed", "paused", "meta", "pc", "completed")
+#: ``KEYS`` of ``getStateV2`` (``Queue.getJobState``).
+GET_STATE_KEYS = ("completed", "failed", "delayed", "active", "wait", "paused",
+                  "waiting-children", "prioritized")
 #: The metrics list of completed jobs, relative to the queue.
 COMPLETED_METRICS = "metrics:completed"
 

@@ -27,7 +27,13 @@ from queuekit.redis.connection import QueueConnection
 from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
 from queuekit.redis.jobs import raw_from_bull
-from queuekit.redis.keys import events_key, meta_key_pattern, queue_of_meta_key, rate_limit_key
+from queuekit.redis.keys import (
+    GET_STATE_KEYS,
+    events_key,
+    meta_key_pattern,
+    queue_of_meta_key,
+    rate_limit_key,
+)
 from queuekit.redis.pipeline import AutoPipeline
 from queuekit.redis.ratelimit import RedisRateLimiter
 from queuekit.redis.waiters import JobWaiters
@@ -158,11 +164,21 @@ class RedisQueueService(QueueService):
         async def read() -> RawJob | None:
             # State first: the hash read after it is at least as new, so a finished
             # state always comes with its finishedOn, failedReason and return value.
-            state = await bull_queue.getJobState(job_id)
-            job = await bull_queue.getJob(job_id)
-            if job is None:
+            # Both in one round trip (wait_for_job reads after every wake-up).
+            scripts = bull_queue.scripts
+            script, key = scripts.commands["getStateV2"], scripts.toKey(job_id)
+            keys = scripts.getKeys(list(GET_STATE_KEYS))
+            async with self.connection.client.pipeline(transaction=False) as pipe:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, job_id, key)
+                pipe.hgetall(key)
+                state, fields = await pipe.execute(raise_on_error=False)
+            if isinstance(state, BaseException):  # NOSCRIPT (a restarted server), old Redis
+                state = await bull_queue.getJobState(job_id)
+            if isinstance(fields, BaseException):
+                raise fields
+            if not fields:
                 return None
-            return raw_from_bull(job, str(state))
+            return raw_from_bull(bullmq.Job.fromJSON(bull_queue, fields, job_id), str(state))
 
         return await self.breaker.call(read)
 
