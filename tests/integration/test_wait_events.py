@@ -5,6 +5,7 @@ reconnect."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -103,7 +104,9 @@ async def test_a_missed_event_costs_one_recheck_not_the_result(
 
 async def test_waiters_survive_a_redis_restart(
     durable_redis: RedisServer, make_settings: SettingsFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="queuekit.redis.waiters")
     settings = make_settings(redis={"url": durable_redis.url},
                              breaker={"fail_max": 1000, "reset_timeout": 0.1})
     qs = await RedisQueueService.connect(settings)
@@ -113,6 +116,12 @@ async def test_waiters_survive_a_redis_restart(
         await eventually(lambda: asyncio.sleep(0, blocked_readers(durable_redis)),
                          lambda n: n == 1)
         durable_redis.stop(signal.SIGKILL)
+
+        async def reader_errors() -> int:
+            return sum("events reader of" in r.getMessage() for r in caplog.records)
+
+        # Down for longer than redis-py's own retries: the reader sees the error itself.
+        await eventually(reader_errors, lambda n: n >= 1, timeout=10)
         durable_redis.start()
         # The waiter's re-read may meet Redis down: QueueUnavailableError is wait_for_job's
         # contract then, so a caller retries. Here the restart is fast enough that it
