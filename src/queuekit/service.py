@@ -15,13 +15,11 @@ from typing import Any, ClassVar
 
 from queuekit.errors import (
     FieldError,
-    JobNotFoundError,
-    JobTimeoutError,
     PayloadValidationError,
     ServiceClosedError,
     WorkerError,
 )
-from queuekit.events import EventStream, JobWatch
+from queuekit.events import EventStream
 from queuekit.jobs import JobInfo, JobOptions, JobState, validate_model
 from queuekit.processors import Processor, WorkerHost
 from queuekit.queues import QueueRegistry
@@ -37,16 +35,13 @@ from queuekit.records import (
 )
 from queuekit.security import SensitiveKeyPolicy
 from queuekit.settings import QueuekitSettings, load_settings
+from queuekit.waiting import JobWaitMixin
 from queuekit.worker import QueueWorker
 
 log = logging.getLogger("queuekit")
 
-#: Seconds between re-reads of a job in ``wait_for_job`` when no wake-up came (a missed
-#: event, a Redis restart): the fallback, not the way a finished job is noticed.
-_WAIT_RECHECK = 1.0
 
-
-class QueueService(abc.ABC):
+class QueueService(JobWaitMixin, abc.ABC):
     """Named queues of background jobs: add jobs, run workers, read jobs back.
 
     Inject this type; the container provides the Redis implementation, and tests can
@@ -192,39 +187,6 @@ class QueueService(abc.ABC):
         raw = await self._get_raw_job(str(queue), str(job_id))
         return None if raw is None else raw.to_info(str(queue), self.registry)
 
-    async def wait_for_job(self, queue: str, job_id: str, timeout: float = 30.0) -> JobInfo:
-        """Wait until the job is completed or failed for good, and return it.
-
-        Event-driven: the backend wakes the caller when the job finishes (Redis: BullMQ's
-        event stream, one reader per queue and process), with a re-read every
-        ``_WAIT_RECHECK`` seconds in case an event was missed. Raises
-        :class:`JobTimeoutError` after ``timeout`` seconds and :class:`JobNotFoundError`
-        when there is no such job.
-        """
-        queue, job_id = str(queue), str(job_id)
-        deadline = time.monotonic() + timeout
-        # Subscribe before the first read, so a job that finishes in between still
-        # wakes us; the read after each wake-up is the answer (a wake-up is a hint).
-        watch = await self._watch_job(queue, job_id)
-        try:
-            while True:
-                info = await self._read_job(queue, job_id)
-                remaining = deadline - time.monotonic()
-                if info.state.finished:
-                    return info
-                if remaining <= 0:
-                    raise JobTimeoutError(f"job {job_id!r} on queue {queue!r} is still "
-                                          f"{info.state} after {timeout:g} s")
-                await watch.changed(min(remaining, _WAIT_RECHECK))
-        finally:
-            await watch.aclose()
-
-    async def _read_job(self, queue: str, job_id: str) -> JobInfo:
-        info = await self.get_job(queue, job_id)
-        if info is None:
-            raise JobNotFoundError(f"no job {job_id!r} on queue {queue!r}")
-        return info
-
     async def get_job_counts(self, queue: str) -> dict[str, int]:
         """Jobs per state: waiting, active, delayed, prioritized, completed, failed, paused,
         waiting-children."""
@@ -318,7 +280,7 @@ class QueueService(abc.ABC):
 
     # -- backend hooks -----------------------------------------------------------------
 
-    async def start(self) -> None:  # noqa: B027 - a hook with nothing to do in memory
+    async def start(self) -> None:
         """Check that the store is reachable (Redis: within ``redis.startup_timeout``)."""
 
     def _now_ms(self) -> int:
@@ -360,10 +322,6 @@ class QueueService(abc.ABC):
     @abc.abstractmethod
     async def _count_workers(self, queue: str) -> int:
         """Workers connected to ``queue``."""
-
-    @abc.abstractmethod
-    async def _watch_job(self, queue: str, job_id: str) -> JobWatch:
-        """Subscribe to changes of one job (``wait_for_job``'s wake-ups)."""
 
     @abc.abstractmethod
     async def _health_backend(self) -> tuple[str, str]:

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import bullmq
+from redis.exceptions import ResponseError
 
 from queuekit.events import EventStream, JobWatch
-from queuekit.jobs import COUNT_STATES
+from queuekit.jobs import COUNT_STATES, JobState
 from queuekit.processors import Processor
 from queuekit.queues import QueueRegistry
 from queuekit.ratelimit import RateLimiter
@@ -239,6 +240,29 @@ class RedisQueueService(QueueService):
         clients: list[dict[str, Any]] = await self.breaker.call(bull_queue.get_workers)
         # A bullmq worker gives each of its connections the same name: count names.
         return len({c.get("rawname") for c in clients if c.get("rawname")})
+
+    async def _job_state(self, queue: str, job_id: str) -> JobState | None:
+        # wait_for_job's first look: the state script alone (as Node's isFinished),
+        # through the auto-pipeline; bullmq's own call after a NOSCRIPT or on old Redis.
+        bull_queue = self.get_queue(queue)
+        scripts = bull_queue.scripts
+        sha = scripts.commands["getStateV2"].sha
+        keys = scripts.getKeys(list(GET_STATE_KEYS))
+
+        async def look() -> Any:
+            try:
+                return await self._pipe.evalsha(sha, len(keys), *keys, job_id,
+                                                scripts.toKey(job_id))
+            except ResponseError:
+                return await bull_queue.getJobState(job_id)
+
+        state = str(await self.breaker.call(look))
+        if state == JobState.UNKNOWN:
+            return None
+        try:
+            return JobState(state)
+        except ValueError:  # a state this version does not name: not finished
+            return JobState.WAITING
 
     async def _watch_job(self, queue: str, job_id: str) -> JobWatch:
         # One events reader per queue and process, however many callers wait.
