@@ -370,7 +370,9 @@ def render(result: SuiteResult, env: Environment) -> str:
         "commands they run), *Redis CPU µs/job* the server's `used_cpu_user + "
         "used_cpu_sys` (command time plus reading and writing sockets); *cap* is "
         "1,000,000 / Redis CPU µs per job, *of the cap* how close the measured rate gets. "
-        "Medians over the runs.",
+        "Medians over the runs. commandstats times are wall clock inside each command: on "
+        "a loaded machine they include time Redis was preempted and can exceed the CPU "
+        "column.",
         "",
         *redis_cost_table(result),
         "",
