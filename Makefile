@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports unit bench redis-server clean
+.PHONY: demo test lint typecheck imports unit bench soak redis-server clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -42,6 +42,11 @@ unit: $(STAMP)
 
 bench: $(STAMP) redis-server
 	$(BIN)/python benchmarks/run.py $(ARGS)
+
+## The chaos soak: 50,000 jobs from Python and Node producers, workers SIGKILLed, Redis
+## restarted; prints one summary line (ARGS="--jobs 5000" for a short one).
+soak: $(STAMP) redis-server
+	$(BIN)/python -m tests.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

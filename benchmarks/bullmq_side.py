@@ -19,6 +19,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from benchmarks.common import JOB_NAME, payload
+from benchmarks.measure import CompletionWatcher
 from benchmarks.sides import JobCounts
 
 CONNECT_TIMEOUT_S: Final = 5.0
@@ -59,6 +60,8 @@ class BullmqProducer:
         self._queue: Any = _bullmq().Queue(queue, {"connection": connection})
         self._options = dict(options)
         self._events_key: str = self._queue.keys["events"]
+        self._redis_url = redis_url
+        self._watcher: CompletionWatcher | None = None
 
     @property
     def events_key(self) -> str:
@@ -76,7 +79,17 @@ class BullmqProducer:
             ]
         )
 
+    async def wait_finished(self, job_id: str) -> None:
+        # The Python port has no Job.waitUntilFinished: an application reads the events
+        # stream itself, as this reader does (one per producer, from the stream's end).
+        if self._watcher is None:
+            self._watcher = CompletionWatcher(self._redis_url, self._events_key)
+            await self._watcher.seek_end()
+        await self._watcher.wait_completed(job_id)
+
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.aclose()
         # The Queue owns the client it was given and closes it.
         await self._queue.close()
 

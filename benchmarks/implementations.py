@@ -69,8 +69,10 @@ class Implementation(Protocol):
         """Process ``jobs`` pre-added jobs in a worker process of its own."""
         ...
 
-    async def latencies(self, queue: str, samples: int, warmup: int) -> list[float]:
-        """Add-to-completed latencies (ms) of jobs added one at a time, a worker running."""
+    async def latencies(self, queue: str, samples: int, warmup: int) -> dict[str, list[float]]:
+        """Add-to-completed latencies (ms) of jobs added one at a time, a worker running:
+        ``app`` through the library's own wait, ``stream`` through the shared reader of
+        the events stream (the same for every implementation)."""
         ...
 
 
@@ -144,14 +146,18 @@ class PythonImplementation:
             result = await worker.expect_event("result", worker_timeout(jobs))
         return WorkerReport.from_json(result)
 
-    async def latencies(self, queue: str, samples: int, warmup: int) -> list[float]:
+    async def latencies(self, queue: str, samples: int, warmup: int) -> dict[str, list[float]]:
         async with self._worker(queue, 0, 1, []) as worker, self._producer(queue) as producer:
             await worker.expect_event("ready", self._settings.ready_timeout_s)
+            app = await measure.sample_latencies(producer, producer.wait_finished, samples,
+                                                 warmup)
             watcher = CompletionWatcher(self._settings.redis_url, producer.events_key)
             try:
-                values = await measure.sample_latencies(producer, watcher, samples, warmup)
+                await watcher.seek_end()
+                stream = await measure.sample_latencies(producer, watcher.wait_completed,
+                                                        samples, warmup)
             finally:
                 await watcher.aclose()
             worker.close_stdin()
             await worker.expect_event("result", worker_timeout(0))
-        return values
+        return {"app": app, "stream": stream}

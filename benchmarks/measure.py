@@ -85,6 +85,11 @@ class CompletionWatcher:
         self._stream = stream
         self._last_id = "0-0"
 
+    async def seek_end(self) -> None:
+        """Read on from the stream's last entry (skip the events of earlier jobs)."""
+        last: Any = await self._client.xrevrange(self._stream, count=1)
+        self._last_id = str(last[0][0]) if last else "0-0"
+
     async def wait_completed(self, job_id: str) -> None:
         """Return once job ``job_id`` has completed; raise if it failed or timed out."""
         deadline = time.monotonic() + _COMPLETION_TIMEOUT_S
@@ -109,17 +114,19 @@ class CompletionWatcher:
 
 
 async def sample_latencies(
-    producer: Producer, watcher: CompletionWatcher, samples: int, warmup: int
+    producer: Producer, wait: Callable[[str], Awaitable[None]], samples: int, warmup: int
 ) -> list[float]:
     """Add-to-completed wall-clock latencies (ms), one job at a time, a worker running.
 
-    The first ``warmup`` samples (connection set-up, the worker's first block) are dropped.
+    ``wait(job_id)`` returns once the job is done: the library's own wait (queuekit's
+    ``wait_for_job``) or :meth:`CompletionWatcher.wait_completed`. The first ``warmup``
+    samples (connection set-up, the worker's first block) are dropped.
     """
     latencies: list[float] = []
     for index in range(warmup + samples):
         started = time.perf_counter()
         job_id = await producer.add_one(index)
-        await watcher.wait_completed(job_id)
+        await wait(job_id)
         if index >= warmup:
             latencies.append((time.perf_counter() - started) * 1000.0)
     return latencies

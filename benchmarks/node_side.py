@@ -138,10 +138,13 @@ class NodeImplementation:
             result = await worker.expect_event("result", worker_timeout(jobs))
         return WorkerReport.from_json(result)
 
-    async def latencies(self, queue: str, samples: int, warmup: int) -> list[float]:
+    async def latencies(self, queue: str, samples: int, warmup: int) -> dict[str, list[float]]:
         async with self._worker(queue, 0, 1, []) as worker:
             await worker.expect_event("ready", self._settings.ready_timeout_s)
             result = await self._produce("latency", queue, samples, samples=samples, warmup=warmup)
             worker.close_stdin()
             await worker.expect_event("result", worker_timeout(0))
-        return [float(value) for value in result["latencies_ms"]]
+        return {
+            "app": [float(value) for value in result["latencies_ms"]],
+            "stream": [float(value) for value in result["stream_latencies_ms"]],
+        }

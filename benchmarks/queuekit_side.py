@@ -96,6 +96,11 @@ class QueuekitProducer:
             self._service.queue, [(JOB_NAME, _job_data(i)) for i in range(first, first + count)]
         )
 
+    async def wait_finished(self, job_id: str) -> None:
+        info = await self._service.service.wait_for_job(self._service.queue, job_id, timeout=30)
+        if str(info.state) != "completed":
+            raise RuntimeError(f"job {job_id} ended {info.state}: {info.failed_reason}")
+
     async def aclose(self) -> None:
         await self._service.close()
 

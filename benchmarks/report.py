@@ -109,6 +109,7 @@ def _columns(result: SuiteResult) -> list[_Column]:
         _Column("process c=50 (jobs/s)", _metric("process_c50"), _rate, ("process_c50",)),
         _Column("add→done p50 (ms)", _metric("latency_p50"), _ms, ("latency",)),
         _Column("add→done p99 (ms)", _metric("latency_p99"), _ms, ("latency",)),
+        _Column("stream reader p50 (ms)", _metric("stream_p50"), _ms, ("latency",)),
         _Column("client cmds/job c=1", _client_cmds("process_c1"), _cmds, ("process_c1",)),
         _Column("client cmds/job c=50", _client_cmds("process_c50"), _cmds, ("process_c50",)),
     ]
@@ -217,6 +218,46 @@ def commands_table(result: SuiteResult) -> list[str]:
     return lines
 
 
+def redis_cost_table(result: SuiteResult) -> list[str]:
+    """Redis-side cost per job and the cap it puts on throughput (Redis runs on one core)."""
+    lines = [
+        _row(
+            [
+                "implementation",
+                "scenario",
+                "command µs/job (commandstats)",
+                "Redis CPU µs/job",
+                "cap (jobs/s)",
+                "measured (jobs/s)",
+                "of the cap",
+            ]
+        ),
+        _row(["---"] * 7),
+    ]
+    for impl in result.results:
+        for scenario, title in _SCENARIO_TITLES.items():
+            usec = impl.median(f"{scenario}_redis_usec")
+            cpu = impl.median(f"{scenario}_redis_cpu_usec")
+            rate = impl.median(scenario)
+            if usec is None or cpu is None or scenario in impl.errors:
+                continue
+            cap = 1e6 / cpu if cpu > 0 else None
+            lines.append(
+                _row(
+                    [
+                        impl.label,
+                        title,
+                        f"{usec:.1f}",
+                        f"{cpu:.1f}",
+                        _rate(cap) if cap else _NA,
+                        _rate(rate) if rate else _NA,
+                        f"{rate / cap:.0%}" if cap and rate else _NA,
+                    ]
+                )
+            )
+    return lines
+
+
 def spread_table(result: SuiteResult) -> list[str]:
     """Minimum and maximum over the runs of each timed metric."""
     metrics = [
@@ -227,6 +268,7 @@ def spread_table(result: SuiteResult) -> list[str]:
         ("process_c50", _rate),
         ("latency_p50", _ms),
         ("latency_p99", _ms),
+        ("stream_p50", _ms),
     ]
     lines = [_row(["implementation", *(m for m, _ in metrics)]), _row(["---"] * (len(metrics) + 1))]
     for impl in result.results:
@@ -304,9 +346,12 @@ def render(result: SuiteResult, env: Environment) -> str:
         f"{env.loop} loop); the clock runs from constructing the worker until the queue's "
         "counts show nothing waiting, active or delayed.",
         f"- *add→done*: {opts.latency_samples:,} jobs added one at a time while a worker "
-        "(concurrency 1, own process) runs; wall clock from calling `add` until the job's "
-        "`completed` event is read from the queue's BullMQ event stream (the same reader for "
-        "every implementation; the first 20 samples are dropped).",
+        "(concurrency 1, own process) runs; wall clock from calling `add` until the "
+        "application's own wait returns: `wait_for_job` for queuekit, "
+        "`job.waitUntilFinished(queueEvents)` for Node BullMQ (raw bullmq has no such call: "
+        "it reads the events stream). *stream reader*: the same, a second pass, waiting "
+        "with one shared reader of the queue's BullMQ events stream for every "
+        "implementation. The first 20 samples of each pass are dropped.",
         "- *client cmds/job*: `INFO commandstats` deltas over the worker run divided by the "
         "jobs, counting commands that clients send (EVALSHA, BZPOPMIN, MULTI/EXEC, ...); "
         "Redis also counts the commands Lua scripts run, shown as *all* below.",
@@ -316,6 +361,20 @@ def render(result: SuiteResult, env: Environment) -> str:
         "## Redis commands per job",
         "",
         *commands_table(result),
+        "",
+        "## Redis-side cost per job",
+        "",
+        "Redis executes commands on one core, so the Redis time a job costs caps the "
+        "throughput of any number of workers: *command µs/job* is the `usec` of "
+        "`INFO commandstats` over the run for client commands (scripts include the "
+        "commands they run), *Redis CPU µs/job* the server's `used_cpu_user + "
+        "used_cpu_sys` (command time plus reading and writing sockets); *cap* is "
+        "1,000,000 / Redis CPU µs per job, *of the cap* how close the measured rate gets. "
+        "Medians over the runs. commandstats times are wall clock inside each command: on "
+        "a loaded machine they include time Redis was preempted and can exceed the CPU "
+        "column.",
+        "",
+        *redis_cost_table(result),
         "",
         "## Worker shutdown",
         "",

@@ -47,6 +47,12 @@ class Producer(Protocol):
         """Add jobs ``first .. first + count - 1`` in one bulk call."""
         ...
 
+    async def wait_finished(self, job_id: str) -> None:
+        """Return once job ``job_id`` is done, the way an application of this library
+        waits for a job (queuekit: ``wait_for_job``; raw bullmq has no such call, so it
+        reads the events stream itself). Raise if the job failed."""
+        ...
+
     async def aclose(self) -> None:
         """Close every connection the producer opened."""
         ...

@@ -124,6 +124,17 @@ class SuiteResult:
 
 
 CommandStats = dict[str, int]
+
+
+@dataclass(frozen=True)
+class RedisSnapshot:
+    """One ``INFO all``: command calls and their time, and the server's CPU time."""
+
+    calls: CommandStats
+    usec: CommandStats
+    """Microseconds Redis spent in each command (a script's time includes its calls)."""
+    cpu_s: float
+    """``used_cpu_user + used_cpu_sys`` of the server process (seconds)."""
 _Scenario = Callable[[Implementation, str, ImplResult], Awaitable[None]]
 
 
@@ -133,13 +144,19 @@ class _Redis:
     def __init__(self, url: str) -> None:
         self.client = Redis.from_url(url, decode_responses=True, socket_connect_timeout=5.0)
 
-    async def commandstats(self) -> CommandStats:
-        info: Mapping[str, Any] = await self.client.info("commandstats")
-        return {
-            name.removeprefix("cmdstat_"): int(stats["calls"])
-            for name, stats in info.items()
+    async def snapshot(self) -> RedisSnapshot:
+        # One INFO for everything, so the INFO that `_per_job` discounts is the only one.
+        info: Mapping[str, Any] = await self.client.info("all")
+        stats = {
+            name.removeprefix("cmdstat_"): value
+            for name, value in info.items()
             if name.startswith("cmdstat_")
         }
+        return RedisSnapshot(
+            calls={name: int(value["calls"]) for name, value in stats.items()},
+            usec={name: int(value["usec"]) for name, value in stats.items()},
+            cpu_s=float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0)),
+        )
 
     async def delete_queue(self, queue: str) -> None:
         batch: list[str] = []
@@ -160,6 +177,22 @@ def _per_job(before: CommandStats, after: CommandStats, jobs: int) -> dict[str, 
     delta = {name: calls - before.get(name, 0) for name, calls in after.items()}
     delta["info"] = delta.get("info", 0) - 1  # the INFO that took `before` counts in `after`
     return {name: calls / jobs for name, calls in sorted(delta.items()) if calls > 0}
+
+
+def redis_usec_per_job(before: RedisSnapshot, after: RedisSnapshot, jobs: int) -> float:
+    """Microseconds per job that Redis spent executing what clients sent.
+
+    Only client commands count (see :func:`is_client_command`): a script's time already
+    includes the commands it ran, which commandstats lists again. Plain commands that a
+    client sends directly (HGETALL of ``getJob`` ...) are left out: they cannot be told
+    apart from the same command inside a script, and cost little next to the scripts.
+    """
+    total = sum(
+        usec - before.usec.get(name, 0)
+        for name, usec in after.usec.items()
+        if is_client_command(name) and name != "info"
+    )
+    return total / jobs
 
 
 def client_commands_per_job(per_job: Mapping[str, float]) -> float:
@@ -242,10 +275,13 @@ class Suite:
     async def _counted(
         self, result: ImplResult, scenario: str, jobs: int, action: Awaitable[T]
     ) -> T:
-        before = await self._redis.commandstats()
+        before = await self._redis.snapshot()
         value = await action
-        after = await self._redis.commandstats()
-        result.commands.setdefault(scenario, []).append(_per_job(before, after, jobs))
+        after = await self._redis.snapshot()
+        result.commands.setdefault(scenario, []).append(_per_job(before.calls, after.calls, jobs))
+        # Redis-side cost: command time (commandstats) and the server's CPU time per job.
+        result.add(f"{scenario}_redis_usec", redis_usec_per_job(before, after, jobs))
+        result.add(f"{scenario}_redis_cpu_usec", (after.cpu_s - before.cpu_s) * 1e6 / jobs)
         return value
 
     def _rate(self, result: ImplResult, metric: str, seconds: float) -> None:
@@ -296,11 +332,14 @@ class Suite:
         await self._process(impl, queue, result, HIGH_CONCURRENCY, "process_c50")
 
     async def _latency(self, impl: Implementation, queue: str, result: ImplResult) -> None:
-        values = await impl.latencies(queue, self._options.latency_samples, LATENCY_WARMUP)
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        result.add("latency_p50", p50)
-        result.add("latency_p99", p99)
-        log.info("%-9s %-14s p50 %.2f ms, p99 %.2f ms", impl.key, "latency", p50, p99)
+        found = await impl.latencies(queue, self._options.latency_samples, LATENCY_WARMUP)
+        # latency_*: through the library's own wait (wait_for_job, waitUntilFinished);
+        # stream_*: the shared events-stream reader, the same for every implementation.
+        for prefix, values in (("latency", found["app"]), ("stream", found["stream"])):
+            p50, p99 = percentile(values, 50), percentile(values, 99)
+            result.add(f"{prefix}_p50", p50)
+            result.add(f"{prefix}_p99", p99)
+            log.info("%-9s %-14s p50 %.2f ms, p99 %.2f ms", impl.key, prefix, p50, p99)
 
     async def _rss(self, impl: Implementation, queue: str, result: ImplResult) -> None:
         checkpoints = list(self._options.rss_checkpoints)

@@ -1,7 +1,7 @@
 // Producer scenarios of the Node BullMQ side: add-one, in-flight, bulk, preload, latency.
 // Argument (JSON): {scenario, redisUrl, queue, jobs, window, chunk, samples, warmup, jobOptions}.
 // Prints {"event": "result", "seconds": ...} or {"event": "result", "latencies_ms": [...]}.
-import { Queue } from 'bullmq';
+import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JOB_NAME, connectionFrom, emit, parseArgs, payload, runMain, seconds } from './common.mjs';
 
@@ -28,6 +28,12 @@ class CompletionWatcher {
     this.client = new Redis(redisUrl, { maxRetriesPerRequest: null });
     this.stream = stream;
     this.lastId = '0-0';
+  }
+
+  /** Read on from the stream's last entry (skip the events of earlier jobs). */
+  async seekEnd() {
+    const last = await this.client.xrevrange(this.stream, '+', '-', 'COUNT', 1);
+    this.lastId = last.length ? last[0][0] : '0-0';
   }
 
   async waitCompleted(jobId) {
@@ -89,16 +95,31 @@ const scenarios = {
 
   async latency(queue, args) {
     const add = makeAdd(queue, args.jobOptions);
-    const watcher = new CompletionWatcher(args.redisUrl, queue.keys.events);
-    try {
+    const sample = async (wait) => {
       const latencies = [];
       for (let i = 0; i < args.warmup + args.samples; i++) {
         const started = performance.now();
         const job = await add(i);
-        await watcher.waitCompleted(job.id);
+        await wait(job);
         if (i >= args.warmup) latencies.push(performance.now() - started);
       }
-      return { latencies_ms: latencies };
+      return latencies;
+    };
+    // The application's way first: job.waitUntilFinished on a QueueEvents of the queue.
+    const events = new QueueEvents(queue.name, { connection: connectionFrom(args.redisUrl) });
+    let app;
+    try {
+      await events.waitUntilReady();
+      app = await sample((job) => job.waitUntilFinished(events, COMPLETION_TIMEOUT_MS));
+    } finally {
+      await events.close();
+    }
+    // Then the same stream reader as the Python sides.
+    const watcher = new CompletionWatcher(args.redisUrl, queue.keys.events);
+    try {
+      await watcher.seekEnd();
+      const stream = await sample((job) => watcher.waitCompleted(job.id));
+      return { latencies_ms: app, stream_latencies_ms: stream };
     } finally {
       await watcher.close();
     }

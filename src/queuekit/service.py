@@ -17,8 +17,6 @@ from queuekit.cancellation import CancellationMixin
 from queuekit.controls import ControlsMixin
 from queuekit.errors import (
     FieldError,
-    JobNotFoundError,
-    JobTimeoutError,
     PayloadValidationError,
     ServiceClosedError,
     WorkerError,
@@ -40,12 +38,13 @@ from queuekit.records import (
 )
 from queuekit.security import SensitiveKeyPolicy
 from queuekit.settings import QueuekitSettings, load_settings
+from queuekit.waiting import JobWaitMixin
 from queuekit.worker import QueueWorker
 
 log = logging.getLogger("queuekit")
 
 
-class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, abc.ABC):
+class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, abc.ABC):
     """Named queues of background jobs: add jobs, run workers, read jobs back.
 
     Inject this type; the container provides the Redis implementation, and tests can
@@ -197,29 +196,6 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, abc.ABC):
         raw = await self._get_raw_job(str(queue), str(job_id))
         return None if raw is None else raw.to_info(str(queue), self.registry)
 
-    async def wait_for_job(self, queue: str, job_id: str, timeout: float = 30.0) -> JobInfo:
-        """Wait until the job is completed or failed for good, and return it.
-
-        Raises :class:`JobTimeoutError` after ``timeout`` seconds and
-        :class:`JobNotFoundError` when there is no such job.
-        """
-        deadline = time.monotonic() + timeout
-        attempt = 0
-        while True:
-            info = await self.get_job(queue, job_id)
-            if info is None:
-                raise JobNotFoundError(f"no job {job_id!r} on queue {str(queue)!r}")
-            if info.state.finished:
-                return info
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise JobTimeoutError(
-                    f"job {job_id!r} on queue {str(queue)!r} is still {info.state} after "
-                    f"{timeout:g} s"
-                )
-            await self._wait_for_change(str(queue), str(job_id), remaining, attempt)
-            attempt += 1
-
     async def get_job_counts(self, queue: str) -> dict[str, int]:
         """Jobs per state: waiting, active, delayed, prioritized, completed, failed, paused,
         waiting-children."""
@@ -355,11 +331,6 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, abc.ABC):
     @abc.abstractmethod
     async def _count_workers(self, queue: str) -> int:
         """Workers connected to ``queue``."""
-
-    @abc.abstractmethod
-    async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
-                               attempt: int) -> None:
-        """Return when the job may have changed state, or after ``timeout`` seconds."""
 
     @abc.abstractmethod
     async def _health_backend(self) -> tuple[str, str]:

@@ -14,13 +14,14 @@ import heapq
 import logging
 from collections.abc import Sequence
 
-from queuekit.events import EventStream, EventType
+from queuekit.events import EventStream, EventType, JobWatch
 from queuekit.flows import FlowEntry, RawFlow
 from queuekit.memory.clock import VirtualClock
 from queuekit.memory.controls import MemoryControls
 from queuekit.memory.flows import MemoryFlows
 from queuekit.memory.ratelimit import MemoryRateLimiter
 from queuekit.memory.store import MemoryEventStream, MemoryQueue, StoredJob, copy_json
+from queuekit.memory.waiters import QueueChangeWatch
 from queuekit.memory.worker import MemoryWorker
 from queuekit.processors import Processor
 from queuekit.queues import QueueRegistry
@@ -170,9 +171,8 @@ class InMemoryQueueService(QueueService):
         worker = self._workers.get(queue)
         return 1 if worker is not None and worker.running else 0
 
-    async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
-                               attempt: int) -> None:
-        await self.queue_store(queue).changed(timeout)
+    async def _watch_job(self, queue: str, job_id: str) -> JobWatch:
+        return QueueChangeWatch(self.queue_store(queue))
 
     async def _health_backend(self) -> tuple[str, str]:
         return "ok", "closed"

@@ -113,6 +113,10 @@ class MemoryQueue:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def change_signal(self) -> asyncio.Event:
+        """The event the next :meth:`notify` sets (take it before reading, then wait)."""
+        return self._changed
+
     async def changed(self, timeout: float | None) -> None:
         """Return on the next change, or after ``timeout`` seconds."""
         event = self._changed

@@ -27,6 +27,9 @@ MOVE_TO_FINISHED_KEYS = ("wait", "active", "prioritized", "events", "stalled", "
 #: ``KEYS`` of ``moveJobFromActiveToWait`` (a rate-limited job back to wait).
 MOVE_ACTIVE_TO_WAIT_KEYS = ("active", "wait", "stalled", "paused", "meta", "limiter",
                             "prioritized", "marker", "events")
+#: ``KEYS`` of ``getStateV2`` (``Queue.getJobState``).
+GET_STATE_KEYS = ("completed", "failed", "delayed", "active", "wait", "paused",
+                  "waiting-children", "prioritized")
 #: The metrics list of completed jobs, relative to the queue.
 COMPLETED_METRICS = "metrics:completed"
 

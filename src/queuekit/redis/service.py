@@ -7,17 +7,17 @@ inside this package and never reach the public API.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import bullmq
+from redis.exceptions import ResponseError
 
-from queuekit.events import EventStream
+from queuekit.events import EventStream, JobWatch
 from queuekit.flows import FlowEntry, RawFlow
-from queuekit.jobs import COUNT_STATES
+from queuekit.jobs import COUNT_STATES, JobState
 from queuekit.processors import Processor
 from queuekit.queues import QueueRegistry
 from queuekit.ratelimit import RateLimiter
@@ -32,9 +32,16 @@ from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
 from queuekit.redis.flows import RedisFlows
 from queuekit.redis.jobs import raw_from_bull
-from queuekit.redis.keys import meta_key_pattern, queue_of_meta_key, rate_limit_key
+from queuekit.redis.keys import (
+    GET_STATE_KEYS,
+    events_key,
+    meta_key_pattern,
+    queue_of_meta_key,
+    rate_limit_key,
+)
 from queuekit.redis.pipeline import AutoPipeline
 from queuekit.redis.ratelimit import RedisRateLimiter
+from queuekit.redis.waiters import JobWaiters
 from queuekit.redis.wire import bullmq_options
 from queuekit.redis.worker import RedisWorker
 from queuekit.service import QueueService
@@ -47,9 +54,6 @@ log = logging.getLogger("queuekit.redis")
 ENGINES: dict[str, type[RedisWorker]] = {"fast": FastWorker, "bullmq": BullmqWorker}
 #: Failed jobs ``retry_jobs`` moves per script call (BullMQ's default batch).
 _RETRY_BATCH = 1000
-#: How often ``wait_for_job`` re-reads a job: starts small, grows to the cap.
-_POLL_START = 0.005
-_POLL_CAP = 0.1
 
 
 class RedisQueueService(QueueService):
@@ -82,6 +86,9 @@ class RedisQueueService(QueueService):
         self._default_wire_options = bullmq_options(self._default_options)
         self._controls = RedisControls(self)
         self.flows = RedisFlows(self)
+        self._waiters = JobWaiters(self.connection.worker_client,
+                                   self.connection.release_worker_client,
+                                   lambda queue: events_key(self.prefix, queue))
 
     @classmethod
     async def connect(cls, settings: QueuekitSettings | None = None,
@@ -173,11 +180,21 @@ class RedisQueueService(QueueService):
         async def read() -> RawJob | None:
             # State first: the hash read after it is at least as new, so a finished
             # state always comes with its finishedOn, failedReason and return value.
-            state = await bull_queue.getJobState(job_id)
-            job = await bull_queue.getJob(job_id)
-            if job is None:
+            # Both in one round trip (wait_for_job reads after every wake-up).
+            scripts = bull_queue.scripts
+            script, key = scripts.commands["getStateV2"], scripts.toKey(job_id)
+            keys = scripts.getKeys(list(GET_STATE_KEYS))
+            async with self.connection.client.pipeline(transaction=False) as pipe:
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, job_id, key)
+                pipe.hgetall(key)
+                state, fields = await pipe.execute(raise_on_error=False)
+            if isinstance(state, BaseException):  # NOSCRIPT (a restarted server), old Redis
+                state = await bull_queue.getJobState(job_id)
+            if isinstance(fields, BaseException):
+                raise fields
+            if not fields:
                 return None
-            return raw_from_bull(job, str(state))
+            return raw_from_bull(bullmq.Job.fromJSON(bull_queue, fields, job_id), str(state))
 
         return await self.breaker.call(read)
 
@@ -239,11 +256,32 @@ class RedisQueueService(QueueService):
         # A bullmq worker gives each of its connections the same name: count names.
         return len({c.get("rawname") for c in clients if c.get("rawname")})
 
-    async def _wait_for_change(self, queue: str, job_id: str, timeout: float,
-                               attempt: int) -> None:
-        # Polling keeps wait_for_job free of a blocking connection per caller; the
-        # interval doubles up to a cap so a long wait costs ten round trips a second.
-        await asyncio.sleep(min(_POLL_START * 2**attempt, _POLL_CAP, timeout))
+    async def _job_state(self, queue: str, job_id: str) -> JobState | None:
+        # wait_for_job's first look: the state script alone (as Node's isFinished),
+        # through the auto-pipeline; bullmq's own call after a NOSCRIPT or on old Redis.
+        bull_queue = self.get_queue(queue)
+        scripts = bull_queue.scripts
+        sha = scripts.commands["getStateV2"].sha
+        keys = scripts.getKeys(list(GET_STATE_KEYS))
+
+        async def look() -> Any:
+            try:
+                return await self._pipe.evalsha(sha, len(keys), *keys, job_id,
+                                                scripts.toKey(job_id))
+            except ResponseError:
+                return await bull_queue.getJobState(job_id)
+
+        state = str(await self.breaker.call(look))
+        if state == JobState.UNKNOWN:
+            return None
+        try:
+            return JobState(state)
+        except ValueError:  # a state this version does not name: not finished
+            return JobState.WAITING
+
+    async def _watch_job(self, queue: str, job_id: str) -> JobWatch:
+        # One events reader per queue and process, however many callers wait.
+        return await self._waiters.watch(queue, job_id)
 
     async def _health_backend(self) -> tuple[str, str]:
         return await self.connection.ping(), self.breaker.state
@@ -281,6 +319,7 @@ class RedisQueueService(QueueService):
         return await self._controls.get_global_concurrency(queue)
 
     async def _close_backend(self) -> None:
+        await self._waiters.aclose()
         for name, queue in list(self._queues.items()):
             try:
                 await queue.close()

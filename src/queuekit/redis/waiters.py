@@ -1,0 +1,207 @@
+"""``wait_for_job``'s wake-ups on Redis: one reader of BullMQ's event stream per queue.
+
+Every process that waits for jobs of a queue runs ONE blocking ``XREAD`` loop on that
+queue's events stream (a dedicated connection without socket timeout, made by
+``QueueConnection.worker_client``), however many callers wait: the reader hands each
+``completed`` / ``failed`` / ``removed`` entry to the callers waiting for that job id.
+Node BullMQ workers write the same stream, so their jobs wake waiters the same way.
+
+The reader starts on the first wait (after learning the stream's last entry id, so an
+event that follows the subscription is never skipped), goes idle once nobody waits, and
+stops when the service closes. Connection errors are retried with a growing pause; each
+one wakes every waiter so it re-reads its job (entries may have been missed, e.g. while
+Redis restarted). ``QueueService.wait_for_job`` re-reads every second anyway, so a
+missed event costs latency, never a result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from queuekit.events import JobWatch
+
+log = logging.getLogger("queuekit.redis.waiters")
+
+#: BullMQ events after which a job may be finished (or gone).
+FINAL_EVENTS = frozenset({"completed", "failed", "removed"})
+#: How long one XREAD blocks (ms); the reader notices that nobody waits after this long.
+BLOCK_MS = 2000
+#: Entries per XREAD: a busy queue writes several events per job.
+READ_COUNT = 1000
+#: Seconds a new waiter waits for the reader to learn the stream's position; past this
+#: it relies on the fallback re-read instead of blocking on a slow Redis.
+READY_TIMEOUT = 1.0
+#: Pause after a connection error: starts small, doubles up to the cap (seconds).
+RETRY_START, RETRY_CAP = 0.05, 1.0
+
+
+class _Watch(JobWatch):
+    def __init__(self, reader: QueueEventReader, job_id: str) -> None:
+        self.job_id = job_id
+        self._reader = reader
+        self._event = asyncio.Event()
+
+    def wake(self) -> None:
+        self._event.set()
+
+    async def changed(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+        woke = self._event.is_set()
+        self._event.clear()
+        return woke
+
+    async def aclose(self) -> None:
+        self._reader.forget(self)
+
+
+class QueueEventReader:
+    """The one reader of one queue's events stream in this process."""
+
+    def __init__(self, make_client: Callable[[], Redis], key: str, queue: str) -> None:
+        self.key = key
+        self.queue = queue
+        self._make_client = make_client
+        self._client: Redis | None = None
+        self._watches: dict[str, set[_Watch]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._cursor: str | None = None
+        self._closed = False
+
+    @property
+    def client(self) -> Redis | None:
+        """The dedicated connection's client, once the reader has run."""
+        return self._client
+
+    @property
+    def running(self) -> bool:
+        """True while the XREAD loop runs."""
+        return self._task is not None
+
+    async def watch(self, job_id: str) -> JobWatch:
+        """Subscribe to ``job_id``; returns once the reader will see what follows."""
+        watch = _Watch(self, job_id)
+        self._watches.setdefault(job_id, set()).add(watch)
+        if self._closed:
+            watch.wake()
+            return watch
+        if self._task is None:
+            self._ready = asyncio.Event()
+            self._cursor = None
+            self._task = asyncio.ensure_future(self._run())
+        if not self._ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(READY_TIMEOUT):
+                    await self._ready.wait()
+        return watch
+
+    def forget(self, watch: _Watch) -> None:
+        """Unsubscribe ``watch`` (idempotent)."""
+        found = self._watches.get(watch.job_id)
+        if found is not None:
+            found.discard(watch)
+            if not found:
+                del self._watches[watch.job_id]
+
+    def _wake_all(self) -> None:
+        for watches in self._watches.values():
+            for watch in watches:
+                watch.wake()
+
+    def _dispatch(self, reply: Any) -> None:
+        streams = reply.items() if isinstance(reply, dict) else (reply or [])
+        for _key, entries in streams:
+            for entry_id, fields in entries:
+                self._cursor = entry_id
+                if fields.get("event") in FINAL_EVENTS:
+                    for watch in self._watches.get(str(fields.get("jobId")), ()):
+                        watch.wake()
+
+    async def _position(self, client: Redis) -> str:
+        last: Any = await client.xrevrange(self.key, count=1)
+        return str(last[0][0]) if last else "0-0"
+
+    async def _run(self) -> None:
+        pause = RETRY_START
+        try:
+            while self._watches and not self._closed:
+                try:
+                    if self._client is None:
+                        self._client = self._make_client()
+                    if self._cursor is None:
+                        self._cursor = await self._position(self._client)
+                        self._ready.set()
+                    # The connection has no socket timeout (it blocks on purpose); this
+                    # bound notices a connection that died without a reset.
+                    async with asyncio.timeout(BLOCK_MS / 1000 + 5):
+                        reply = await self._client.xread({self.key: self._cursor},
+                                                         count=READ_COUNT, block=BLOCK_MS)
+                except (RedisError, OSError, TimeoutError) as exc:
+                    log.debug("events reader of %s: %s; retrying in %.2f s", self.queue, exc,
+                              pause, extra={"queue": self.queue})
+                    self._ready.set()  # waiters fall back to re-reading their job
+                    self._wake_all()
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, RETRY_CAP)
+                    continue
+                pause = RETRY_START
+                self._dispatch(reply)
+        finally:
+            # No await between the loop's last check and this: a watch that arrives
+            # later sees no task and starts a new one from the stream's current end.
+            self._task = None
+
+    async def aclose(self) -> None:
+        """Stop the reader, wake every waiter (they re-read and see the service closed)."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._wake_all()
+
+
+class JobWaiters:
+    """The event readers of one service, one per queue, created on first use."""
+
+    def __init__(self, make_client: Callable[[], Redis],
+                 release_client: Callable[[Redis], Any],
+                 events_key: Callable[[str], str]) -> None:
+        self._make_client = make_client
+        self._release_client = release_client
+        self._events_key = events_key
+        self._readers: dict[str, QueueEventReader] = {}
+
+    def reader(self, queue: str) -> QueueEventReader:
+        """The reader of ``queue`` (created, not started, on first use)."""
+        found = self._readers.get(queue)
+        if found is None:
+            found = self._readers[queue] = QueueEventReader(
+                self._make_client, self._events_key(queue), queue)
+        return found
+
+    async def watch(self, queue: str, job_id: str) -> JobWatch:
+        """Subscribe to one job of ``queue``."""
+        return await self.reader(queue).watch(job_id)
+
+    async def aclose(self) -> None:
+        """Stop every reader and release its connection."""
+        readers = list(self._readers.values())
+        self._readers.clear()
+        for reader in readers:
+            await reader.aclose()
+            if reader.client is not None:
+                try:
+                    await self._release_client(reader.client)
+                except (RedisError, OSError) as exc:
+                    log.debug("releasing the events reader of %s: %s", reader.queue, exc)

@@ -1,0 +1,69 @@
+"""``QueueService.wait_for_job``, event-driven on every backend (a mixin of the service).
+
+The backend wakes the caller when the job may have finished (Redis: BullMQ's event stream,
+one reader per queue and process; memory: the queue's change signal); the caller then
+re-reads the job, so a wake-up is only a hint. Without one, the job is re-read every
+:data:`WAIT_RECHECK` seconds: the fallback for a missed event, not the way a finished job
+is noticed.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+
+from queuekit.errors import JobNotFoundError, JobTimeoutError
+from queuekit.events import JobWatch
+from queuekit.jobs import JobInfo, JobState
+
+#: Seconds between re-reads of a job when no wake-up came (a missed event, a restart).
+WAIT_RECHECK = 1.0
+
+
+class JobWaitMixin(abc.ABC):
+    """``wait_for_job`` on top of ``get_job`` and the backend's ``_watch_job``."""
+
+    async def wait_for_job(self, queue: str, job_id: str, timeout: float = 30.0) -> JobInfo:
+        """Wait until the job is completed or failed for good, and return it.
+
+        Raises :class:`JobTimeoutError` after ``timeout`` seconds and
+        :class:`JobNotFoundError` when there is no such job.
+        """
+        queue, job_id = str(queue), str(job_id)
+        deadline = time.monotonic() + timeout
+        # Subscribe before the first look, so a job that finishes in between still wakes
+        # us. The first look reads only the state (cheap while the job still runs).
+        watch = await self._watch_job(queue, job_id)
+        try:
+            state = await self._job_state(queue, job_id)
+            if state is None:
+                raise JobNotFoundError(f"no job {job_id!r} on queue {queue!r}")
+            while True:
+                if state.finished:
+                    info = await self.get_job(queue, job_id)
+                    if info is None:
+                        raise JobNotFoundError(f"no job {job_id!r} on queue {queue!r}")
+                    if info.state.finished:
+                        return info
+                    state = info.state
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise JobTimeoutError(f"job {job_id!r} on queue {queue!r} is still "
+                                          f"{state} after {timeout:g} s")
+                await watch.changed(min(remaining, WAIT_RECHECK))
+                state = JobState.COMPLETED  # re-read the whole job: most wake-ups finish it
+        finally:
+            await watch.aclose()
+
+    @abc.abstractmethod
+    async def get_job(self, queue: str, job_id: str) -> JobInfo | None:
+        """The job ``job_id`` of ``queue``, or None when there is none."""
+
+    async def _job_state(self, queue: str, job_id: str) -> JobState | None:
+        """The job's state, None when there is no such job (backends may read less)."""
+        info = await self.get_job(queue, job_id)
+        return None if info is None else info.state
+
+    @abc.abstractmethod
+    async def _watch_job(self, queue: str, job_id: str) -> JobWatch:
+        """Subscribe to changes of one job (``wait_for_job``'s wake-ups)."""

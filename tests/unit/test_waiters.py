@@ -1,0 +1,61 @@
+"""The events reader's dispatch, without Redis: final events wake the waiters of their job
+only, in both reply shapes redis-py gives (RESP2 lists, RESP3 maps), and closing wakes all."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio import Redis
+
+from queuekit.redis.waiters import QueueEventReader
+
+
+def unused_client() -> Redis:
+    raise AssertionError("these tests never start the XREAD loop")
+
+
+def reader() -> QueueEventReader:
+    found = QueueEventReader(unused_client, "bull:q:events", "q")
+    found._ready.set()  # as if the loop had learned the stream's position
+    found._task = asyncio.ensure_future(asyncio.sleep(3600))  # a running loop, stand-in
+    return found
+
+
+async def stop(found: QueueEventReader) -> None:
+    assert found._task is not None
+    found._task.cancel()
+    await found.aclose()
+
+
+def entries(*events: tuple[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    return [(f"1-{i}", {"event": name, "jobId": job_id})
+            for i, (name, job_id) in enumerate(events)]
+
+
+async def test_final_events_wake_the_waiters_of_that_job_only() -> None:
+    found = reader()
+    a1, a2, b = await found.watch("a"), await found.watch("a"), await found.watch("b")
+    found._dispatch([("bull:q:events", entries(("active", "b"), ("completed", "a")))])
+
+    assert await a1.changed(1) and await a2.changed(1)
+    assert not await b.changed(0.01)  # `active` is not final
+    found._dispatch({"bull:q:events": entries(("failed", "b"))})  # RESP3 shape
+    assert await b.changed(1)
+    assert found._cursor == "1-0"
+    await stop(found)
+
+
+async def test_a_forgotten_watch_is_not_woken_and_closing_wakes_the_rest() -> None:
+    found = reader()
+    gone, kept = await found.watch("a"), await found.watch("c")
+    await gone.aclose()
+    found._dispatch([("bull:q:events", entries(("removed", "a")))])
+    assert not await gone.changed(0.01)
+    assert found._watches == {"c": found._watches["c"]}
+
+    await stop(found)
+    assert await kept.changed(1)  # the caller re-reads and meets the closed service
+    late = await found.watch("d")  # after close: woken at once, no loop started
+    assert await late.changed(0.01)
+    assert not found.running
