@@ -37,6 +37,7 @@ from queuekit.records import (
 )
 from queuekit.security import SensitiveKeyPolicy
 from queuekit.settings import QueuekitSettings, load_settings
+from queuekit.tracing import traced_add, traced_add_bulk, tracer
 from queuekit.worker import QueueWorker
 
 log = logging.getLogger("queuekit")
@@ -64,6 +65,7 @@ class QueueService(abc.ABC):
         self._close_task: asyncio.Task[None] | None = None
         self._rate_limiter: RateLimiter | None = None
         self._default_options = JobOptions().resolve(self.settings.jobs)
+        self._tracer = tracer()  # None unless an OpenTelemetry provider is configured
 
     # -- adding jobs -------------------------------------------------------------
 
@@ -94,7 +96,8 @@ class QueueService(abc.ABC):
         self._ensure_open()
         job = self.prepare_job(queue, name, data, options)
         await self._admit([job])
-        job_id = await self._add(job)
+        job_id = (await self._add(job) if self._tracer is None
+                  else await traced_add(self._tracer, job, self._add))
         log.debug("job %s added to %s", job_id, job.queue,
                   extra={"queue": job.queue, "job_id": job_id})
         return job.info(job_id, self._now_ms())
@@ -116,7 +119,8 @@ class QueueService(abc.ABC):
         if not prepared:
             return []
         await self._admit(prepared)
-        ids = await self._add_bulk(prepared)
+        ids = (await self._add_bulk(prepared) if self._tracer is None
+               else await traced_add_bulk(self._tracer, prepared, self._add_bulk))
         log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
         return [job.info(job_id, self._now_ms()) for job, job_id in zip(prepared, ids, strict=True)]
 

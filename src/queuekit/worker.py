@@ -22,6 +22,7 @@ from queuekit.errors import PayloadValidationError, UnrecoverableError
 from queuekit.jobs import JobContext, JobReporter, validate_model
 from queuekit.processors import Processor
 from queuekit.records import RawJob, normalise_result
+from queuekit.tracing import consume, tracer
 
 if TYPE_CHECKING:
     from queuekit.service import QueueService
@@ -77,6 +78,7 @@ class BaseWorker(QueueWorker, Generic[J]):
         self._closing = False
         self._closed = False
         self._extra = {"queue": queue}
+        self._tracer = tracer()  # checked once: None when tracing is off
         self._task: asyncio.Task[None] = asyncio.ensure_future(self._main())
 
     @property
@@ -160,7 +162,8 @@ class BaseWorker(QueueWorker, Generic[J]):
             attempts_made=raw.attempts_made, max_attempts=raw.max_attempts,
             reporter=self._reporter(job), progress=raw.progress,
         )
-        return normalise_result(await self.processor(context))
+        with consume(self._tracer, self.queue, raw):  # the attempt's span, if tracing
+            return normalise_result(await self.processor(context))
 
     # -- log lines -----------------------------------------------------------------------
 

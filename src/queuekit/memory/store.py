@@ -37,6 +37,8 @@ class StoredJob:
     processed_on: int = 0
     finished_on: int = 0
     logs: list[str] = field(default_factory=list)
+    trace_metadata: str | None = None
+    stacktrace: list[str] = field(default_factory=list)
 
     def raw(self) -> RawJob:
         return RawJob(
@@ -46,6 +48,7 @@ class StoredJob:
             failed_reason=self.failed_reason, timestamp=self.timestamp,
             processed_on=self.processed_on, finished_on=self.finished_on,
             delay=self.options.delay, priority=self.options.priority,
+            trace_metadata=self.trace_metadata, stacktrace=list(self.stacktrace),
         )
 
 

@@ -14,7 +14,7 @@ from bullmq.job import Job
 
 from queuekit.jobs import Progress
 from queuekit.records import RawJob
-from queuekit.redis.wire import max_attempts
+from queuekit.redis.wire import max_attempts, trace_metadata
 
 
 class BullJobReporter:
@@ -48,6 +48,8 @@ def raw_from_bull(job: Any, state: str) -> RawJob:
         finished_on=int(job.finishedOn or 0),
         delay=int(opts.get("delay") or job.delay or 0),
         priority=int(job.priority or 0),
+        trace_metadata=trace_metadata(opts),
+        stacktrace=list(getattr(job, "stacktrace", None) or []),
     )
 
 

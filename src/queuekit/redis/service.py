@@ -8,9 +8,10 @@ inside this package and never reach the public API.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import bullmq
@@ -28,10 +29,10 @@ from queuekit.redis.connection import QueueConnection
 from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
 from queuekit.redis.jobs import raw_from_bull
-from queuekit.redis.keys import meta_key_pattern, queue_of_meta_key, rate_limit_key
+from queuekit.redis.keys import job_key, meta_key_pattern, queue_of_meta_key, rate_limit_key
 from queuekit.redis.pipeline import AutoPipeline
 from queuekit.redis.ratelimit import RedisRateLimiter
-from queuekit.redis.wire import bullmq_options
+from queuekit.redis.wire import bullmq_options, with_trace_metadata
 from queuekit.redis.worker import RedisWorker
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
@@ -118,10 +119,12 @@ class RedisQueueService(QueueService):
             self._add_commands[queue] = command
         return command
 
-    def _wire_options(self, job: PreparedJob) -> dict[str, Any]:
+    def _wire_options(self, job: PreparedJob) -> Mapping[str, Any]:
         if job.options is self._default_options:  # the common case, converted once
-            return self._default_wire_options
-        return bullmq_options(job.options)
+            opts = self._default_wire_options
+        else:
+            opts = bullmq_options(job.options)
+        return with_trace_metadata(opts, job.trace_metadata)
 
     async def _add(self, job: PreparedJob) -> str:
         command = self._add_command(job.queue)
@@ -162,6 +165,10 @@ class RedisQueueService(QueueService):
             job = await bull_queue.getJob(job_id)
             if job is None:
                 return None
+            # bullmq's Job.fromJSON drops the stack traces of failed attempts.
+            stack = await self.connection.client.hget(
+                job_key(self.prefix, queue, job_id), "stacktrace")
+            job.stacktrace = json.loads(stack) if stack else []
             return raw_from_bull(job, str(state))
 
         return await self.breaker.call(read)

@@ -67,6 +67,23 @@ def bullmq_options(options: ResolvedOptions) -> dict[str, Any]:
     return opts
 
 
+def with_trace_metadata(opts: Mapping[str, Any], metadata: str | None) -> Mapping[str, Any]:
+    """``opts`` carrying a job's trace context as BullMQ 6's ``telemetry.metadata`` is
+    stored: ``tm``, the JSON string of a W3C carrier (what ``bullmq-otel`` reads)."""
+    if metadata is None:
+        return opts
+    return {**opts, "tm": metadata}
+
+
+def trace_metadata(opts: Mapping[str, Any]) -> str | None:
+    """The trace context a job's options carry (``tm``), None when absent or when the
+    producer opted out (``omc``: ``telemetry.omitContext``)."""
+    metadata = opts.get("tm")
+    if not isinstance(metadata, str) or opts.get("omc"):
+        return None
+    return metadata
+
+
 def bullmq_job_opts(opts: Mapping[str, Any]) -> dict[str, Any]:
     """The options a bullmq ``Job`` stores for ``opts`` (its ``attempts``/``delay`` defaults,
     backoff normalised: an int is a fixed delay)."""
