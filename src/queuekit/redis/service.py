@@ -173,6 +173,13 @@ class RedisQueueService(QueueService):
 
         return await self.breaker.call(read)
 
+    async def get_job_logs(self, queue: str, job_id: str) -> list[str]:
+        """The lines a processor logged for the job (BullMQ's job log, oldest first)."""
+        bull_queue = self.get_queue(str(queue))
+        found: dict[str, Any] = await self.breaker.call(
+            lambda: bull_queue.getJobLogs(str(job_id)))
+        return [str(line) for line in found.get("logs", [])]
+
     async def _get_counts(self, queue: str) -> dict[str, int]:
         bull_queue = self.get_queue(queue)
         counts: dict[str, Any] = await self.breaker.call(
