@@ -90,7 +90,8 @@ class RawJob:
     delay: int = 0
     priority: int = 0
     trace_metadata: str | None = None
-    stacktrace: list[str] = field(default_factory=list)
+    #: Read by ``get_job`` only (a worker's job never needs it).
+    stacktrace: tuple[str, ...] = ()
 
     def to_info(self, queue: str, registry: QueueRegistry) -> JobInfo:
         """The public view: ``data`` validated when it fits the queue's model."""
@@ -112,7 +113,7 @@ class RawJob:
             processed_at=ms_to_datetime(self.processed_on),
             finished_at=ms_to_datetime(self.finished_on),
             max_attempts=self.max_attempts, delay=self.delay, priority=self.priority,
-            stacktrace=tuple(self.stacktrace),
+            stacktrace=self.stacktrace,
         )
 
 

@@ -48,7 +48,7 @@ class StoredJob:
             failed_reason=self.failed_reason, timestamp=self.timestamp,
             processed_on=self.processed_on, finished_on=self.finished_on,
             delay=self.options.delay, priority=self.options.priority,
-            trace_metadata=self.trace_metadata, stacktrace=list(self.stacktrace),
+            trace_metadata=self.trace_metadata, stacktrace=tuple(self.stacktrace),
         )
 
 

@@ -49,7 +49,6 @@ def raw_from_bull(job: Any, state: str) -> RawJob:
         delay=int(opts.get("delay") or job.delay or 0),
         priority=int(job.priority or 0),
         trace_metadata=trace_metadata(opts),
-        stacktrace=list(getattr(job, "stacktrace", None) or []),
     )
 
 

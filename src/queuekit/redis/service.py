@@ -168,8 +168,9 @@ class RedisQueueService(QueueService):
             # bullmq's Job.fromJSON drops the stack traces of failed attempts.
             stack = await self.connection.client.hget(
                 job_key(self.prefix, queue, job_id), "stacktrace")
-            job.stacktrace = json.loads(stack) if stack else []
-            return raw_from_bull(job, str(state))
+            raw = raw_from_bull(job, str(state))
+            raw.stacktrace = tuple(json.loads(stack)) if stack else ()
+            return raw
 
         return await self.breaker.call(read)
 

@@ -79,7 +79,7 @@ def trace_metadata(opts: Mapping[str, Any]) -> str | None:
     """The trace context a job's options carry (``tm``), None when absent or when the
     producer opted out (``omc``: ``telemetry.omitContext``)."""
     metadata = opts.get("tm")
-    if not isinstance(metadata, str) or opts.get("omc"):
+    if metadata is None or metadata.__class__ is not str or opts.get("omc"):
         return None
     return metadata
 
