@@ -197,3 +197,28 @@ async def test_an_async_service_factory_and_a_missing_job(memory: FullService) -
         missing = await client.get(f"/queues/{BANK}/jobs/404")
         assert missing.status_code == 404 and "no job '404'" in missing.text
         assert (await client.get(f"/queues/{BANK}?state=nope")).status_code == 404
+
+
+class FlowService(InMemoryQueueService):
+    """A service with ``get_flow`` (what the flows feature adds): the job is a parent."""
+
+    async def get_flow(self, queue: str, job_id: str) -> Any:
+        from types import SimpleNamespace
+
+        parent = await self.get_job(queue, job_id)
+        child = SimpleNamespace(id="c1", name="sync-transactions", queue="bank-sync",
+                                state="completed")
+        return SimpleNamespace(job=parent, children=[SimpleNamespace(job=child, children=[])])
+
+
+async def test_a_flow_tree_shows_on_the_job_page() -> None:
+    service = FlowService()
+    job = await service.add_job("reports", "monthly-report", {
+        "userId": "u1", "reportType": "monthly", "startDate": "2026-01-01",
+        "endDate": "2026-01-31"})
+    async with client_for(create_app(service)) as client:
+        page = await client.get(f"/queues/reports/jobs/{job.id}")
+    assert '<ul class="flow">' in page.text
+    assert 'href="/queues/bank-sync/jobs/c1"' in page.text
+    assert "bank-sync / sync-transactions #c1" in page.text
+    await service.close()
