@@ -26,8 +26,8 @@ ServiceFactory = Callable[..., Awaitable[QueueService]]
 
 
 @pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return span_exporter()
+def exporter(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    return span_exporter(monkeypatch)
 
 
 def sync(user: str = "u1") -> BankSyncJobData:

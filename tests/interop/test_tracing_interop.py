@@ -23,8 +23,8 @@ SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER = 3, 4  # @opentelemetry/api's SpanKind n
 
 
 @pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return span_exporter()
+def exporter(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    return span_exporter(monkeypatch)
 
 
 @pytest.fixture(params=["fast", "bullmq"])

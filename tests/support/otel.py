@@ -1,11 +1,14 @@
-"""One OpenTelemetry SDK tracer provider for the test session, exporting to memory.
+"""An OpenTelemetry SDK tracer provider for one test, exporting to memory.
 
-OpenTelemetry lets a process set its global tracer provider once, so the first test that
-asks for :func:`span_exporter` installs it; services and workers created after that trace.
+OpenTelemetry lets a process set its global provider only once, and a global one would
+make every later test of the session trace. So :func:`span_exporter` patches
+``opentelemetry.trace.get_tracer_provider`` for the test (what ``queuekit.tracing``
+asks, when a service or worker is created) and nothing outlives the test.
 """
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -13,20 +16,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from tests.support.waiting import eventually
 
-_EXPORTER = InMemorySpanExporter()
 
-
-def span_exporter() -> InMemorySpanExporter:
-    """The session's exporter (cleared by the caller), its provider installed."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    if not getattr(provider, "_queuekit_test_exporter", False):
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        provider._queuekit_test_exporter = True  # type: ignore[attr-defined]
-    _EXPORTER.clear()
-    return _EXPORTER
+def span_exporter(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    """A fresh exporter behind the provider queuekit sees until the test ends."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    return exporter
 
 
 def spans_named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

@@ -24,8 +24,9 @@ def test_no_tracer_without_a_configured_provider(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.parametrize("metadata", ["not json", '"a string"', "[1]"])
-def test_malformed_metadata_starts_a_new_trace(metadata: str) -> None:
-    exporter = span_exporter()
+def test_malformed_metadata_starts_a_new_trace(metadata: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = span_exporter(monkeypatch)
     tracer = tracing.tracer()
     assert tracer is not None
     raw = RawJob(id="7", name="n", data={}, state="active", trace_metadata=metadata)
@@ -44,8 +45,9 @@ def test_omit_context_and_the_wire_field() -> None:
     assert trace_metadata({"tm": {"traceparent": "x"}}) is None  # never a dict on the wire
 
 
-def test_producer_span_hook_yields_the_metadata_to_store() -> None:
-    exporter = span_exporter()
+def test_producer_span_hook_yields_the_metadata_to_store(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = span_exporter(monkeypatch)
     tracer = tracing.tracer()
     assert tracer is not None
     with tracing.producer_span(tracer, "addFlow", "reports",
