@@ -315,6 +315,9 @@ class JobInfo:
     max_attempts: int = 1
     delay: int = 0
     priority: int = 0
+    #: The stack traces of its failed attempts, oldest first (BullMQ's ``stacktrace``;
+    #: read by ``get_job``, empty in lists).
+    stacktrace: tuple[str, ...] = ()
 
 
 class JobReporter(Protocol):

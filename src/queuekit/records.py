@@ -55,6 +55,8 @@ class PreparedJob:
     payload: JobPayload
     wire: dict[str, Any]
     options: ResolvedOptions
+    #: BullMQ's ``tm``: the trace context of the add (``queuekit.tracing``), or None.
+    trace_metadata: str | None = None
 
     def info(self, job_id: str, created_ms: int) -> JobInfo:
         """The ``JobInfo`` of this job just after it was written as ``job_id``."""
@@ -88,6 +90,9 @@ class RawJob:
     delay: int = 0
     priority: int = 0
     timeout: int = 0
+    trace_metadata: str | None = None
+    #: Read by ``get_job`` only (a worker's job never needs it).
+    stacktrace: tuple[str, ...] = ()
 
     def to_info(self, queue: str, registry: QueueRegistry) -> JobInfo:
         """The public view: ``data`` validated when it fits the queue's model."""
@@ -109,6 +114,7 @@ class RawJob:
             processed_at=ms_to_datetime(self.processed_on),
             finished_at=ms_to_datetime(self.finished_on),
             max_attempts=self.max_attempts, delay=self.delay, priority=self.priority,
+            stacktrace=self.stacktrace,
         )
 
 

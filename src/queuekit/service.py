@@ -38,6 +38,7 @@ from queuekit.records import (
 )
 from queuekit.security import SensitiveKeyPolicy
 from queuekit.settings import QueuekitSettings, load_settings
+from queuekit.tracing import traced_add, traced_add_bulk, tracer
 from queuekit.waiting import JobWaitMixin
 from queuekit.worker import QueueWorker
 
@@ -66,6 +67,7 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, a
         self._close_task: asyncio.Task[None] | None = None
         self._rate_limiter: RateLimiter | None = None
         self._default_options = JobOptions().resolve(self.settings.jobs)
+        self._tracer = tracer()  # None unless an OpenTelemetry provider is configured
 
     # -- adding jobs -------------------------------------------------------------
 
@@ -98,7 +100,8 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, a
         await self._admit([job])
         if job.options.deduplication is not None:  # the existing job when a duplicate
             return await self._add_deduplicated_job(job)
-        job_id = await self._add(job)
+        job_id = (await self._add(job) if self._tracer is None
+                  else await traced_add(self._tracer, job, self._add))
         log.debug("job %s added to %s", job_id, job.queue,
                   extra={"queue": job.queue, "job_id": job_id})
         return job.info(job_id, self._now_ms())
@@ -124,7 +127,8 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, a
             # Each may answer with an existing job: one add (and round trip) per job.
             return [await self._add_deduplicated_job(job) if job.options.deduplication
                     else job.info(await self._add(job), self._now_ms()) for job in prepared]
-        ids = await self._add_bulk(prepared)
+        ids = (await self._add_bulk(prepared) if self._tracer is None
+               else await traced_add_bulk(self._tracer, prepared, self._add_bulk))
         log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
         return [job.info(job_id, self._now_ms()) for job, job_id in zip(prepared, ids, strict=True)]
 

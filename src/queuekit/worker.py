@@ -23,6 +23,7 @@ from queuekit.errors import PayloadValidationError, RateLimitedError, Unrecovera
 from queuekit.jobs import JobContext, JobReporter, validate_model
 from queuekit.processors import Processor
 from queuekit.records import RawJob, normalise_result
+from queuekit.tracing import consume, tracer
 
 if TYPE_CHECKING:
     from queuekit.service import QueueService
@@ -79,6 +80,7 @@ class BaseWorker(QueueWorker, Generic[J]):
         self._closed = False
         self._extra = {"queue": queue}
         self._cancels = CancelRegistry()
+        self._tracer = tracer()  # checked once: None when tracing is off
         self._task: asyncio.Task[None] = asyncio.ensure_future(self._main())
 
     @property
@@ -167,7 +169,8 @@ class BaseWorker(QueueWorker, Generic[J]):
             reporter=self._reporter(job), progress=raw.progress,
             children=lambda: self._children_values(job),
         )
-        return normalise_result(await self._guarded(raw, context))
+        with consume(self._tracer, self.queue, raw):  # the attempt's span, if tracing
+            return normalise_result(await self._guarded(raw, context))
 
     async def _guarded(self, raw: RawJob, context: JobContext[Any]) -> Any:
         """The processor under the attempt's ``timeout`` and ``cancel_job`` requests: an

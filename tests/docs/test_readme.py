@@ -176,3 +176,44 @@ async def test_timeouts_snippet_times_out_and_cancels() -> None:
     assert namespace["timed_out"].attempts_made == 2
     assert namespace["cancelled"].attempts_made == 1
     assert namespace["qs"].closed
+DASHBOARD = "A dashboard of the queues"
+TRACING = "Tracing with OpenTelemetry"
+
+
+async def test_dashboard_snippet_mounts_in_fastapi(test_redis: str) -> None:
+    import httpx
+
+    namespace = await run(DASHBOARD, {})
+    app = namespace["app"]
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        overview = await client.get("/admin/queues/")
+        assert overview.status_code == 200
+        assert 'data-queue="bank-sync"' in overview.text
+        assert "<button" not in overview.text  # read-only
+        refused = await client.post("/admin/queues/queues/bank-sync/actions/retry")
+        assert refused.status_code == 403
+
+
+def test_tracing_snippet_shows_one_trace() -> None:
+    """In a fresh interpreter: a process sets its tracer provider once."""
+    import json
+    import subprocess
+
+    source = python_blocks(TRACING)[0]
+    script = (
+        "import ast, asyncio, json, sys\n"
+        f"source = {source!r}\n"
+        "code = compile(source, 'README', 'exec', flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)\n"
+        "namespace = {}\n"
+        "asyncio.run(eval(code, namespace))\n"
+        "add, process = namespace['add'], namespace['process']\n"
+        "print(json.dumps({'same_trace': add.context.trace_id == process.context.trace_id,\n"
+        "                  'child': process.parent.span_id == add.context.span_id,\n"
+        "                  'kinds': [add.kind.name, process.kind.name]}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "same_trace": True, "child": True, "kinds": ["PRODUCER", "CONSUMER"]}

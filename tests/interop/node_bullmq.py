@@ -1,6 +1,7 @@
 """Node BullMQ for the interop tests: installed with npm, driven as child processes.
 
-The Node packages (``bullmq`` 6 and ``ioredis``, pinned in ``tests/interop/node/package.json``
+The Node packages (``bullmq`` 6, ``ioredis``, and ``bullmq-otel`` with the OpenTelemetry
+SDK for the tracing tests, pinned in ``tests/interop/node/package.json``
 and its lock file) are installed with ``npm ci`` into the git-ignored
 ``tests/interop/node/node_modules`` when it is missing or does not match the lock file.
 Each script in that folder takes one JSON argument and prints JSON lines on stdout.
@@ -23,7 +24,7 @@ NODE_DIR: Final = Path(__file__).resolve().parent / "node"
 NPM_TIMEOUT: Final = 240
 #: Seconds a Node script may take to start and report (importing bullmq takes ~0.4 s).
 START_TIMEOUT: Final = 20.0
-_PINNED = ("bullmq", "ioredis")
+_PINNED = ("bullmq", "ioredis", "bullmq-otel", "@opentelemetry/sdk-trace-node")
 
 
 class NodeSetupError(RuntimeError):

@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from queuekit.cli import controls
+from queuekit.cli import controls, dashboard
 from queuekit.cli.ops import add_commands
 from queuekit.demo.run import format_table, run_demo
 from queuekit.errors import QueuekitError
@@ -29,7 +29,8 @@ def _demo(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     where = f"Redis at {settings.redis.safe_url}" if args.redis_url else "the in-memory backend"
     print(f"queuekit demo on {where}")
-    rows = asyncio.run(run_demo(settings, args.open_host))
+    then = dashboard.demo_hook(args) if args.dashboard else None
+    rows = asyncio.run(run_demo(settings, args.open_host, then=then))
     print()
     print(format_table(rows))
     failed = [r for r in rows if r.state != "completed"]
@@ -44,9 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the example application end to end")
     demo.add_argument("--redis-url", help="run on this Redis instead of in memory")
+    demo.add_argument("--dashboard", action="store_true",
+                      help="then serve the dashboard on the demo's queues until Ctrl-C")
+    dashboard.add_dashboard_options(demo)
     demo.set_defaults(func=_demo)
     add_commands(sub)
     controls.add_commands(sub)
+    dashboard.add_commands(sub)
     return parser
 
 

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -74,9 +75,10 @@ async def _service(host: Host, name: str, kind: type[T]) -> T:
 
 
 async def run_demo(settings: QueuekitSettings, open_host: HostFactory, *,
-                   timeout: float = 25.0) -> list[DemoRow]:
+                   timeout: float = 25.0,
+                   then: Callable[[Host], Awaitable[object]] | None = None) -> list[DemoRow]:
     """Start the application (its workers too), enqueue jobs of each kind, wait, shut
-    down."""
+    down; ``then(host)`` runs before the shutdown (``demo --dashboard`` serves there)."""
     if DEMO_PLUGIN not in settings.plugins:  # a configuration of another host
         settings = settings.model_copy(update={"plugins": [*settings.plugins, DEMO_PLUGIN]})
     started = time.monotonic()
@@ -102,6 +104,8 @@ async def run_demo(settings: QueuekitSettings, open_host: HostFactory, *,
         infos = await asyncio.gather(
             *(_watch(qs, job, started + timeout) for job in jobs)
         )
+        if then is not None:
+            await then(host)
     return [_row(info) for info in infos]
 
 

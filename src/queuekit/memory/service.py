@@ -99,7 +99,8 @@ class InMemoryQueueService(QueueService):
             job_id = custom if custom is not None else str(next(queue.ids))
         now = self.clock.now_ms()
         stored = StoredJob(id=job_id, name=job.name, data=copy_json(job.wire),
-                           options=job.options, timestamp=now)
+                           options=job.options, timestamp=now,
+                           trace_metadata=job.trace_metadata)
         queue.jobs[job_id] = stored
         delay = job.options.delay
         queue.enqueue(stored, now, delay)

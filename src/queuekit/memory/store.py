@@ -51,6 +51,8 @@ class StoredJob:
     parent: tuple[str, str] | None = None  # flows: (queue, id) of the parent
     deps: FlowDeps | None = None  # flows: set on a parent
     deferred_failure: str | None = None  # flows: a failed child failed this parent
+    trace_metadata: str | None = None
+    stacktrace: list[str] = field(default_factory=list)
 
     def raw(self) -> RawJob:
         return RawJob(
@@ -61,6 +63,7 @@ class StoredJob:
             processed_on=self.processed_on, finished_on=self.finished_on,
             delay=self.options.delay, priority=self.options.priority,
             timeout=self.options.timeout,
+            trace_metadata=self.trace_metadata, stacktrace=tuple(self.stacktrace),
         )
 
 

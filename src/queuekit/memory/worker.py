@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from typing import TYPE_CHECKING, Any
 
 from queuekit.events import EventType
@@ -105,6 +106,7 @@ class MemoryWorker(BaseWorker[StoredJob]):
         queue.active.discard(job.id)
         job.attempts_made += 1
         job.failed_reason = str(error)
+        job.stacktrace = [*job.stacktrace, "".join(traceback.format_exception(error))][-10:]
         attempts = job.options.attempts
         if not final and job.attempts_made < attempts:
             delay = backoff_delay(job.options.backoff, job.attempts_made)

@@ -14,7 +14,7 @@ from bullmq.job import Job
 
 from queuekit.jobs import Progress
 from queuekit.records import RawJob
-from queuekit.redis.wire import job_timeout, max_attempts
+from queuekit.redis.wire import job_timeout, max_attempts, trace_metadata
 
 
 class BullJobReporter:
@@ -49,6 +49,7 @@ def raw_from_bull(job: Any, state: str) -> RawJob:
         delay=int(opts.get("delay") or job.delay or 0),
         priority=int(job.priority or 0),
         timeout=job_timeout(opts),
+        trace_metadata=trace_metadata(opts),
     )
 
 

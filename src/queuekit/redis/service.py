@@ -7,9 +7,10 @@ inside this package and never reach the public API.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import bullmq
@@ -42,7 +43,7 @@ from queuekit.redis.keys import (
 from queuekit.redis.pipeline import AutoPipeline
 from queuekit.redis.ratelimit import RedisRateLimiter
 from queuekit.redis.waiters import JobWaiters
-from queuekit.redis.wire import bullmq_options
+from queuekit.redis.wire import bullmq_options, with_trace_metadata
 from queuekit.redis.worker import RedisWorker
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
@@ -131,10 +132,12 @@ class RedisQueueService(QueueService):
             self._add_commands[queue] = command
         return command
 
-    def _wire_options(self, job: PreparedJob) -> dict[str, Any]:
+    def _wire_options(self, job: PreparedJob) -> Mapping[str, Any]:
         if job.options is self._default_options:  # the common case, converted once
-            return self._default_wire_options
-        return bullmq_options(job.options)
+            opts = self._default_wire_options
+        else:
+            opts = bullmq_options(job.options)
+        return with_trace_metadata(opts, job.trace_metadata)
 
     async def _add(self, job: PreparedJob) -> str:
         command = self._add_command(job.queue)
@@ -194,9 +197,20 @@ class RedisQueueService(QueueService):
                 raise fields
             if not fields:
                 return None
-            return raw_from_bull(bullmq.Job.fromJSON(bull_queue, fields, job_id), str(state))
+            raw = raw_from_bull(bullmq.Job.fromJSON(bull_queue, fields, job_id), str(state))
+            # bullmq's Job.fromJSON drops the stack traces of failed attempts.
+            stack = fields.get("stacktrace")
+            raw.stacktrace = tuple(json.loads(stack)) if stack else ()
+            return raw
 
         return await self.breaker.call(read)
+
+    async def get_job_logs(self, queue: str, job_id: str) -> list[str]:
+        """The lines a processor logged for the job (BullMQ's job log, oldest first)."""
+        bull_queue = self.get_queue(str(queue))
+        found: dict[str, Any] = await self.breaker.call(
+            lambda: bull_queue.getJobLogs(str(job_id)))
+        return [str(line) for line in found.get("logs", [])]
 
     async def _get_counts(self, queue: str) -> dict[str, int]:
         bull_queue = self.get_queue(queue)

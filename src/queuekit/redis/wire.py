@@ -115,6 +115,21 @@ def job_timeout(opts: Mapping[str, Any] | None) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     return 0
+def with_trace_metadata(opts: Mapping[str, Any], metadata: str | None) -> Mapping[str, Any]:
+    """``opts`` carrying a job's trace context as BullMQ 6's ``telemetry.metadata`` is
+    stored: ``tm``, the JSON string of a W3C carrier (what ``bullmq-otel`` reads)."""
+    if metadata is None:
+        return opts
+    return {**opts, "tm": metadata}
+
+
+def trace_metadata(opts: Mapping[str, Any]) -> str | None:
+    """The trace context a job's options carry (``tm``), None when absent or when the
+    producer opted out (``omc``: ``telemetry.omitContext``)."""
+    metadata = opts.get("tm")
+    if metadata is None or metadata.__class__ is not str or opts.get("omc"):
+        return None
+    return metadata
 
 
 def bullmq_job_opts(opts: Mapping[str, Any]) -> dict[str, Any]:

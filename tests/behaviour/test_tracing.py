@@ -1,0 +1,139 @@
+"""OpenTelemetry on every backend: a producer span per add, a consumer span per attempt,
+children of the add's context carried in BullMQ's ``tm`` option."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from queuekit import (
+    BankSyncJobData,
+    JobContext,
+    JobOptions,
+    JobResult,
+    JobState,
+    QueueName,
+    QueueService,
+)
+from tests.support.otel import span_exporter, spans_named, wait_for_spans
+
+BANK = QueueName.BANK_SYNC
+ServiceFactory = Callable[..., Awaitable[QueueService]]
+
+
+@pytest.fixture
+def exporter(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
+    return span_exporter(monkeypatch)
+
+
+def sync(user: str = "u1") -> BankSyncJobData:
+    return BankSyncJobData(user_id=user, account_id="a1", sync_type="incremental")
+
+
+async def ok(job: JobContext[BankSyncJobData]) -> JobResult:
+    return JobResult(success=True)
+
+
+async def test_consumer_span_is_a_child_of_the_producer_span(
+        service_factory: ServiceFactory, exporter: InMemorySpanExporter) -> None:
+    service = await service_factory()  # created after the provider: it traces
+    job = await service.add_job(BANK, "sync-transactions", sync())
+    service.create_worker(BANK, ok)
+    info = await service.wait_for_job(BANK, job.id, timeout=10)
+    assert info.state == JobState.COMPLETED
+
+    [add] = spans_named(exporter, "add bank-sync.sync-transactions")
+    [process] = await wait_for_spans(exporter, "process bank-sync", 1)
+    assert add.kind == SpanKind.PRODUCER and process.kind == SpanKind.CONSUMER
+    assert add.context is not None and process.context is not None
+    assert process.context.trace_id == add.context.trace_id
+    assert process.parent is not None and process.parent.span_id == add.context.span_id
+    assert dict(add.attributes or {}) == {
+        "bullmq.queue.name": "bank-sync", "bullmq.queue.operation": "add",
+        "bullmq.job.name": "sync-transactions", "bullmq.job.id": job.id,
+        "messaging.system": "bullmq", "messaging.destination.name": "bank-sync",
+        "messaging.operation.type": "send", "messaging.operation.name": "add",
+        "messaging.message.id": job.id,
+    }
+    attributes = dict(process.attributes or {})
+    assert attributes["bullmq.job.id"] == attributes["messaging.message.id"] == job.id
+    assert attributes["messaging.operation.type"] == "process"
+    assert attributes["queuekit.job.attempt"] == 1
+    assert attributes["queuekit.job.outcome"] == "completed"
+    assert process.status.status_code != StatusCode.ERROR
+
+
+async def test_each_attempt_has_its_span_with_the_error_recorded(
+        service_factory: ServiceFactory, exporter: InMemorySpanExporter) -> None:
+    service = await service_factory()
+
+    async def flaky(job: JobContext[BankSyncJobData]) -> JobResult:
+        if job.attempts_made < 2:
+            raise RuntimeError(f"bank timeout on attempt {job.attempts_made + 1}")
+        return JobResult(success=True)
+
+    job = await service.add_job(BANK, "sync", sync(),
+                                options=JobOptions(attempts=3, backoff=10))
+    service.create_worker(BANK, flaky)
+    info = await service.wait_for_job(BANK, job.id, timeout=15)
+    assert info.state == JobState.COMPLETED
+
+    [add] = spans_named(exporter, "add bank-sync.sync")
+    spans = await wait_for_spans(exporter, "process bank-sync", 3)
+    assert add.context is not None
+    for span in spans:
+        assert span.context is not None and span.parent is not None
+        assert span.context.trace_id == add.context.trace_id
+        assert span.parent.span_id == add.context.span_id
+    assert [s.attributes["queuekit.job.attempt"] for s in spans if s.attributes] == [1, 2, 3]
+    for number, span in enumerate(spans[:2], start=1):
+        assert span.status.status_code == StatusCode.ERROR
+        assert span.attributes is not None
+        assert span.attributes["queuekit.job.outcome"] == "failed"
+        assert span.attributes["bullmq.job.failed.reason"] == f"bank timeout on attempt {number}"
+        [event] = span.events
+        assert event.name == "exception" and event.attributes is not None
+        assert event.attributes["exception.type"] == "RuntimeError"
+    assert spans[2].status.status_code != StatusCode.ERROR
+
+
+async def test_a_bulk_add_has_one_span_that_every_job_continues(
+        service_factory: ServiceFactory, exporter: InMemorySpanExporter) -> None:
+    service = await service_factory()
+    jobs = await service.add_jobs(BANK, [("sync", sync("a")), ("full", sync("b"))])
+    service.create_worker(BANK, ok)
+    for job in jobs:
+        await service.wait_for_job(BANK, job.id, timeout=10)
+    [bulk] = spans_named(exporter, "addBulk bank-sync")
+    assert bulk.kind == SpanKind.PRODUCER and bulk.attributes is not None
+    assert bulk.attributes["bullmq.job.bulk.count"] == 2
+    assert list(bulk.attributes["bullmq.job.bulk.names"]) == ["full", "sync"]  # type: ignore[arg-type]
+    spans = await wait_for_spans(exporter, "process bank-sync", 2)
+    assert bulk.context is not None
+    assert {s.parent.span_id for s in spans if s.parent} == {bulk.context.span_id}
+
+
+async def test_the_context_is_stored_as_bullmq_otel_metadata(
+        service_factory: ServiceFactory, exporter: InMemorySpanExporter,
+        backend: str) -> None:
+    """What a Node worker with bullmq-otel reads: ``tm``, a JSON string of the carrier."""
+    service = await service_factory()
+    job = await service.add_job(BANK, "sync", sync())
+    [add] = spans_named(exporter, "add bank-sync.sync")
+    assert add.context is not None
+    if backend == "memory":
+        metadata = service.queue_store(BANK).jobs[job.id].trace_metadata  # type: ignore[attr-defined]
+    else:
+        client = service.connection.client  # type: ignore[attr-defined]
+        opts = json.loads(await client.hget(f"{service.settings.redis.prefix}:{BANK}:{job.id}",
+                                            "opts"))
+        metadata = opts["tm"]
+    assert isinstance(metadata, str)
+    traceparent = json.loads(metadata)["traceparent"]
+    # version-trace id-parent id-flags (sampled; the SDK may add the random-id bit)
+    assert traceparent[:-3] == f"00-{add.context.trace_id:032x}-{add.context.span_id:016x}"
+    assert int(traceparent[-2:], 16) & 1
