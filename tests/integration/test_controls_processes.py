@@ -36,7 +36,8 @@ def start_workers(redis_server: RedisServer, key_prefix: str, engine: str,
     """Starts worker processes; each is ended by its own pid at teardown."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(count: int, limiter: dict[str, Any] | None = None) -> list[subprocess.Popen[bytes]]:
+    def start(count: int, limiter: dict[str, Any] | None = None,
+              concurrency: int = 5) -> list[subprocess.Popen[bytes]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEKIT_")}
         env.update({"QUEUEKIT_REDIS__URL": redis_server.url,
                     "QUEUEKIT_REDIS__PREFIX": key_prefix,
@@ -49,7 +50,7 @@ def start_workers(redis_server: RedisServer, key_prefix: str, engine: str,
             out = (tmp_path / f"worker-{len(started)}.log").open("wb")
             started.append(subprocess.Popen(
                 [sys.executable, "-m", "tests.integration.controls_worker",
-                 "--concurrency", "5"], cwd=ROOT, env=env, stdout=out,
+                 "--concurrency", str(concurrency)], cwd=ROOT, env=env, stdout=out,
                 stderr=subprocess.STDOUT))
             del index
         return started[-count:]
@@ -104,7 +105,8 @@ async def test_global_concurrency_two_over_two_processes(
     qs: RedisQueueService, start_workers: StartWorkers, key_prefix: str,
 ) -> None:
     await qs.set_global_concurrency(QUEUE, 2)
-    start_workers(2)
+    # One slot per process: two jobs at once can only be the two processes together.
+    start_workers(2, concurrency=1)
     await wait_for_workers(qs, 2)
     jobs = await qs.add_jobs(QUEUE, [("tick", {"seconds": 0.2}) for _ in range(10)])
     client = qs.connection.client
