@@ -38,6 +38,10 @@ DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
 )
 
 
+#: Where plain-def processors run (``worker.sync_pool``).
+SyncPoolKind = Literal["thread", "process"]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -177,10 +181,23 @@ class WorkerSettings(_Section):
     queues: list[str] | None = Field(
         default=None, description="Queues that run workers here; None means all."
     )
+    sync_pool: SyncPoolKind = Field(
+        default="thread",
+        description="Where a plain-def processor runs, off the event loop: thread (a pool of "
+        "`concurrency` threads per queue) or process (a pool of processes per queue; the "
+        "processor, its payload and result must pickle).",
+    )
+    queue_sync_pool: dict[str, SyncPoolKind] = Field(
+        default_factory=dict, description="Per-queue sync_pool, overriding `sync_pool`."
+    )
 
     def concurrency_for(self, queue: str) -> int:
         """The concurrency configured for ``queue``."""
         return self.queue_concurrency.get(queue, self.concurrency)
+
+    def sync_pool_for(self, queue: str) -> SyncPoolKind:
+        """The pool a plain-def processor of ``queue`` runs in."""
+        return self.queue_sync_pool.get(queue, self.sync_pool)
 
 
 class BreakerSettings(_Section):
