@@ -9,6 +9,7 @@ directory, else the project's own ``config.yaml``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -51,7 +52,8 @@ class RedisSettings(_Section):
 
     url: str | None = Field(
         default=None,
-        description="redis:// or rediss:// URL; when set it wins over host/port/db/password.",
+        description="redis:// or rediss:// URL; when set it wins over host/port/db/tls (and "
+        "over username/password when it has credentials of its own).",
     )
     host: str = Field(default="127.0.0.1", description="Server host when no url is given.")
     port: int = Field(default=6379, ge=1, le=65535, description="Server port.")
@@ -59,6 +61,16 @@ class RedisSettings(_Section):
     username: str | None = Field(default=None, description="ACL user name.")
     password: SecretStr | None = Field(default=None, description="Password; never logged.")
     tls: bool = Field(default=False, description="Connect with TLS (rediss://).")
+    ssl_ca_certs: str | None = Field(
+        default=None, description="TLS: file of the CA certificates that signed the server's "
+        "certificate (default: the system's CAs).")
+    ssl_certfile: str | None = Field(
+        default=None, description="TLS: client certificate file, for servers that require one.")
+    ssl_keyfile: str | None = Field(default=None, description="TLS: the client certificate's key.")
+    ssl_cert_reqs: Literal["required", "optional", "none"] = Field(
+        default="required", description="TLS: verify the server's certificate (required), "
+        "only when it sends one (optional) or never (none: no protection against a "
+        "man in the middle).")
     prefix: str = Field(
         default="queue", min_length=1, description="Key prefix of every BullMQ key."
     )
@@ -83,7 +95,28 @@ class RedisSettings(_Section):
                 raise ValueError(
                     f"url must start with redis://, rediss:// or unix://, got {self.safe_url!r}"
                 )
+        files = {"ssl_ca_certs": self.ssl_ca_certs, "ssl_certfile": self.ssl_certfile,
+                 "ssl_keyfile": self.ssl_keyfile}
+        named = [name for name, path in files.items() if path is not None]
+        if named and not self.uses_tls:
+            raise ValueError(f"{', '.join(named)} set, but {self.safe_url} is not TLS: use a "
+                             "rediss:// url (or tls: true)")
+        for name in named:
+            if not Path(str(files[name])).is_file():
+                raise ValueError(f"{name}: no such file {files[name]!r}")
+        if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together: set both or neither")
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A password in the url never shows in a repr (or a log line of these settings).
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "url" and isinstance(value, str) else value
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether connections are made with TLS (a rediss:// url, or ``tls`` without url)."""
+        return self.effective_url.startswith("rediss://")
 
     @property
     def effective_url(self) -> str:
