@@ -97,8 +97,8 @@ class TlsRedisServer:
         """``ACL SETUSER name reset on >password rules...``."""
         client = self.admin()
         try:
-            client.execute_command("ACL", "SETUSER", name, "reset", "on", f">{password}",
-                                   *rules)
+            client.execute_command(  # type: ignore[no-untyped-call]
+                "ACL", "SETUSER", name, "reset", "on", f">{password}", *rules)
         finally:
             client.close()
 

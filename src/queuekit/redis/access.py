@@ -62,7 +62,11 @@ def unavailable(exc: BaseException, settings: RedisSettings, url: str) -> QueueU
             f"~{settings.prefix}:* and the commands BullMQ needs (see the README)")
     if isinstance(exc, ResponseError):
         return QueueUnavailableError(f"Redis at {url} answered with an error: {text}")
-    return QueueUnavailableError(f"cannot connect to Redis at {url}: {text}")
+    hint = ""
+    if settings.uses_tls:  # TLS 1.3: a refused client certificate shows as a reset
+        hint = ("; over TLS: when the server requires a client certificate, set "
+                "redis.ssl_certfile and redis.ssl_keyfile")
+    return QueueUnavailableError(f"cannot connect to Redis at {url}: {text}{hint}")
 
 
 def _what(text: str, settings: RedisSettings) -> str:
