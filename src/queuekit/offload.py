@@ -39,6 +39,7 @@ import sys
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar
 
 from queuekit.errors import WorkerError
@@ -216,15 +217,17 @@ class ProcessSyncPool(SyncPool):
 
     def __init__(self, queue: str, size: int) -> None:
         super().__init__(queue, min(size, os.cpu_count() or 1))
-        context = multiprocessing.get_context("spawn")
-        self._messages = context.SimpleQueue()
-        self._executor = ProcessPoolExecutor(max_workers=self.size, mp_context=context,
-                                             initializer=_child_init,
-                                             initargs=(self._messages,))
+        self._context = multiprocessing.get_context("spawn")
+        self._messages = self._context.SimpleQueue()
+        self._executor = self._new_executor()
         self._tokens = itertools.count(1)
         self._relays: dict[int, _Relay] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader: threading.Thread | None = None
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.size, mp_context=self._context,
+                                   initializer=_child_init, initargs=(self._messages,))
 
     async def run(self, function: SyncFunction, job: JobContext[Any]) -> Any:
         self._check_open()
@@ -238,9 +241,21 @@ class ProcessSyncPool(SyncPool):
         fields = {"id": job.id, "name": job.name, "queue": job.queue, "data": job.data,
                   "attempts_made": job.attempts_made, "max_attempts": job.max_attempts,
                   "progress": job.progress}
+        executor = self._executor
         try:
-            result = await asyncio.wrap_future(
-                self._executor.submit(_child_run, function, token, fields))
+            try:
+                result = await asyncio.wrap_future(
+                    executor.submit(_child_run, function, token, fields))
+            except BrokenProcessPool as exc:
+                # A pool process died (killed, out of memory): this attempt fails, the
+                # next jobs get a fresh pool.
+                if self._executor is executor and not self.closed:
+                    log.warning("the process pool of %s broke (%s); starting a new one",
+                                self.queue, exc, extra={"queue": self.queue})
+                    executor.shutdown(wait=False, cancel_futures=True)
+                    self._executor = self._new_executor()
+                raise WorkerError(f"the pool process running job {job.id} of {self.queue!r} "
+                                  f"died: {exc}") from None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(relay.task), _DRAIN_TIMEOUT)
             return result

@@ -51,3 +51,27 @@ async def test_a_plain_def_runs_in_a_process_and_its_progress_comes_back(
     assert all(i.progress == 100 for i in infos)
     assert all(progress[job.id] == [10, 60, 100] for job in jobs)
     assert logs == [[f"report for u{n} built"] for n in range(3)]
+
+
+def crash_once(job: JobContext[ReportJobData]) -> JobResult:
+    """The first attempt kills its pool process; the retry succeeds in a new pool."""
+    if job.attempts_made == 0:
+        os._exit(9)
+    return JobResult(success=True, data={"pid": os.getpid()})
+
+
+async def test_a_dead_pool_process_fails_the_attempt_and_the_pool_is_renewed(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(worker={"sync_pool": "process"})
+    service = await RedisQueueService.connect(settings)
+    try:
+        job = await service.add_job(REPORTS, "generate-report", {
+            "userId": "u1", "reportType": "monthly", "startDate": "2026-01-01",
+            "endDate": "2026-01-31"}, options={"attempts": 2, "backoff": 0})
+        service.create_worker(REPORTS, crash_once, concurrency=1)
+        info = await service.wait_for_job(REPORTS, job.id, timeout=60)
+    finally:
+        await service.close()
+    assert info.state == JobState.COMPLETED
+    assert info.attempts_made == 2
