@@ -215,3 +215,21 @@ async def test_a_server_that_requires_client_certificates(
     assert message.startswith((f"TLS handshake with Redis at {masked} failed",
                                f"cannot connect to Redis at {masked}"))
     assert "redis.ssl_certfile" in message
+
+
+async def test_the_whole_container_start_up_with_a_wrong_password_logs_no_secret(
+    tls_server: TlsRedisServer, prefix: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from containers.host import open_host
+
+    caplog.set_level(logging.DEBUG)
+    settings = settings_for(tls_server, prefix, url=tls_server.url(), username="nobody",
+                            password=PASSWORD, ssl_ca_certs=tls_server.ca_file)
+    started = time.monotonic()
+    with pytest.raises(QueueUnavailableError) as caught:
+        async with open_host(settings):
+            pass  # pragma: no cover - start-up fails
+    assert time.monotonic() - started < 3.0
+    assert str(caught.value).startswith("authentication failed")
+    assert caplog.records  # the start-up did log (plugins, connection attempts)
+    assert_no_secret(caplog, str(caught.value))
