@@ -6,7 +6,8 @@ runs the job again). :func:`run_sync` runs a plain function of a :class:`JobCont
 :class:`SyncPool` instead, one pool per queue (``worker.sync_pool``):
 
 - :class:`ThreadSyncPool` (``thread``, the default): ``concurrency`` threads. The
-  function's ``job.update_progress_sync`` / ``job.log_sync`` hand the update to the
+  function gets the worker's own context object (what the worker sets on it stays
+  visible); its ``job.update_progress_sync`` / ``job.log_sync`` hand the update to the
   worker's loop (``asyncio.run_coroutine_threadsafe``) and wait until it is stored. Pure
   Python computation still shares the GIL with the loop, which then runs at every switch
   interval (5 ms): enough to renew locks and keep other queues flowing, not to parallelise
@@ -14,8 +15,10 @@ runs the job again). :func:`run_sync` runs a plain function of a :class:`JobCont
 - :class:`ProcessSyncPool` (``process``): processes started with ``spawn`` (never a fork
   of a process with an event loop and threads), at most one per core. The function, the
   payload and the result must pickle (a module-level function or a ``WorkerHost`` whose
-  instance pickles). Progress and log lines travel back over one queue per pool, in order;
-  a job's result is returned after its last update was applied.
+  instance pickles). The function gets a copy of the context (identity, payload,
+  attempts, progress: nothing the worker changes later); progress and log lines travel
+  back over one queue per pool, in order, and a job's result is returned after its last
+  update was applied.
 
 Neither pool can stop a function half way: a forced close (``worker.shutdown_timeout``)
 leaves a thread to finish its call (its result is dropped, the job is run again);
@@ -43,7 +46,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar
 
 from queuekit.errors import WorkerError
-from queuekit.jobs import JobContext, Progress
+from queuekit.jobs import JobContext, JobReporter, Progress
 from queuekit.settings import SyncPoolKind
 
 log = logging.getLogger("queuekit.offload")
@@ -67,30 +70,25 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
         return False
 
 
-def _copy(job: JobContext[Any], reporter: Any) -> JobContext[Any]:
-    return JobContext(id=job.id, name=job.name, queue=job.queue, data=job.data,
-                      attempts_made=job.attempts_made, max_attempts=job.max_attempts,
-                      reporter=reporter, progress=job.progress)
-
-
 class _LoopBridge:
-    """The reporter of a context in a worker thread: updates run on the worker's loop."""
+    """The reporter of a context while its processor runs in a worker thread: the
+    blocking methods run the original reporter's coroutines on the worker's loop."""
 
-    def __init__(self, job: JobContext[Any], loop: asyncio.AbstractEventLoop) -> None:
-        self._job = job
+    def __init__(self, reporter: JobReporter, loop: asyncio.AbstractEventLoop) -> None:
+        self.reporter = reporter
         self._loop = loop
 
     async def update_progress(self, progress: Progress) -> None:
-        await self._job.update_progress(progress)
+        await self.reporter.update_progress(progress)
 
     async def log(self, text: str) -> None:
-        await self._job.log(text)
+        await self.reporter.log(text)
 
     def update_progress_sync(self, progress: Progress) -> None:
-        self._call(self._job.update_progress(progress))
+        self._call(self.reporter.update_progress(progress))
 
     def log_sync(self, text: str) -> None:
-        self._call(self._job.log(text))
+        self._call(self.reporter.log(text))
 
     def _call(self, update: Coroutine[Any, Any, None]) -> None:
         with contextlib.suppress(RuntimeError):
@@ -99,6 +97,20 @@ class _LoopBridge:
                 raise WorkerError("a *_sync job method was called on the event loop itself; "
                                   "it would wait for itself")
         asyncio.run_coroutine_threadsafe(update, self._loop).result()
+
+
+async def _in_thread(executor: ThreadPoolExecutor | None, function: SyncFunction,
+                     job: JobContext[Any]) -> Any:
+    """``function(job)`` in ``executor``, with ``job`` itself (not a copy, so what the
+    worker sets on it, such as ``cancelled``, stays visible) bridged for the blocking
+    methods while the call runs."""
+    loop = asyncio.get_running_loop()
+    original = job._reporter
+    job._reporter = _LoopBridge(original, loop)
+    try:
+        return await loop.run_in_executor(executor, function, job)
+    finally:
+        job._reporter = original
 
 
 class SyncPool(abc.ABC):
@@ -136,9 +148,7 @@ class ThreadSyncPool(SyncPool):
 
     async def run(self, function: SyncFunction, job: JobContext[Any]) -> Any:
         self._check_open()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, function,
-                                          _copy(job, _LoopBridge(job, loop)))
+        return await _in_thread(self._executor, function, job)
 
     def close(self) -> None:
         super().close()
@@ -304,8 +314,7 @@ async def run_sync(function: SyncFunction, job: JobContext[Any],
     function) has it awaited on the loop.
     """
     if pool is None:
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(None, function, _copy(job, _LoopBridge(job, loop)))
+        result = await _in_thread(None, function, job)
     else:
         result = await pool.run(function, job)
     if inspect.isawaitable(result):
