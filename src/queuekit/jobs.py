@@ -7,12 +7,13 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from queuekit.errors import FieldError, PayloadValidationError, WorkerError
+from queuekit.blocking import BlockingJobMethods
+from queuekit.errors import FieldError, PayloadValidationError
 from queuekit.payloads import JobPayload
 from queuekit.settings import BackoffSettings, JobDefaults, KeepJobs
 
@@ -257,16 +258,7 @@ class JobReporter(Protocol):
     async def log(self, text: str) -> None: ...
 
 
-@runtime_checkable
-class BlockingJobReporter(Protocol):
-    """The reporter of a plain-def processor's context (it runs off the event loop)."""
-
-    def update_progress_sync(self, progress: Progress) -> None: ...
-
-    def log_sync(self, text: str) -> None: ...
-
-
-class JobContext(Generic[P]):
+class JobContext(BlockingJobMethods, Generic[P]):
     """What a processor receives: the job's identity, its validated payload and two actions.
 
     ``await update_progress(50)`` (or a mapping) makes progress visible to ``get_job`` and
@@ -306,26 +298,6 @@ class JobContext(Generic[P]):
     async def log(self, text: str) -> None:
         """Append a line to the job's log (BullMQ's ``job.log``)."""
         await self._reporter.log(str(text))
-
-    def update_progress_sync(self, progress: int | Mapping[str, Any]) -> None:
-        """:meth:`update_progress` for a plain ``def`` processor (which runs in a thread or
-        process of ``worker.sync_pool``): returns once the worker's event loop stored it
-        (thread pool) or once it is sent to the worker (process pool)."""
-        value = check_progress(progress)
-        self._blocking().update_progress_sync(value)
-        self.progress = value
-
-    def log_sync(self, text: str) -> None:
-        """:meth:`log` for a plain ``def`` processor (see :meth:`update_progress_sync`)."""
-        self._blocking().log_sync(str(text))
-
-    def _blocking(self) -> BlockingJobReporter:
-        if not isinstance(self._reporter, BlockingJobReporter):
-            raise WorkerError(
-                "update_progress_sync / log_sync are for plain-def processors, which run "
-                "off the event loop; an async processor awaits job.update_progress / job.log"
-            )
-        return self._reporter
 
     def __repr__(self) -> str:
         return (f"JobContext(queue={self.queue!r}, id={self.id!r}, name={self.name!r}, "

@@ -40,13 +40,13 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar
 
 from queuekit.errors import WorkerError
-from queuekit.jobs import JobContext, JobReporter, Progress
+from queuekit.jobs import JobContext, JobReporter, Progress, check_progress
 from queuekit.settings import SyncPoolKind
 
 log = logging.getLogger("queuekit.offload")
@@ -72,9 +72,11 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
 
 class _LoopBridge:
     """The reporter of a context while its processor runs in a worker thread: the
-    blocking methods run the original reporter's coroutines on the worker's loop."""
+    blocking methods run the context's own actions on the worker's loop."""
 
-    def __init__(self, reporter: JobReporter, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, job: JobContext[Any], reporter: JobReporter,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.job = job
         self.reporter = reporter
         self._loop = loop
 
@@ -84,11 +86,11 @@ class _LoopBridge:
     async def log(self, text: str) -> None:
         await self.reporter.log(text)
 
-    def update_progress_sync(self, progress: Progress) -> None:
-        self._call(self.reporter.update_progress(progress))
+    def update_progress_sync(self, progress: int | Mapping[str, Any]) -> None:
+        self._call(self.job.update_progress(progress))  # validated and recorded there
 
     def log_sync(self, text: str) -> None:
-        self._call(self.reporter.log(text))
+        self._call(self.job.log(text))
 
     def _call(self, update: Coroutine[Any, Any, None]) -> None:
         with contextlib.suppress(RuntimeError):
@@ -106,7 +108,7 @@ async def _in_thread(executor: ThreadPoolExecutor | None, function: SyncFunction
     methods while the call runs."""
     loop = asyncio.get_running_loop()
     original = job._reporter
-    job._reporter = _LoopBridge(original, loop)
+    job._reporter = _LoopBridge(job, original, loop)
     try:
         return await loop.run_in_executor(executor, function, job)
     finally:
@@ -172,9 +174,13 @@ class _ChildReporter:
 
     def __init__(self, token: int) -> None:
         self._token = token
+        self.job: JobContext[Any] | None = None
 
-    def update_progress_sync(self, progress: Progress) -> None:
-        _child_messages.put((self._token, "progress", progress))
+    def update_progress_sync(self, progress: int | Mapping[str, Any]) -> None:
+        value = check_progress(progress)
+        _child_messages.put((self._token, "progress", value))
+        if self.job is not None:
+            self.job.progress = value
 
     def log_sync(self, text: str) -> None:
         _child_messages.put((self._token, "log", text))
@@ -188,7 +194,9 @@ class _ChildReporter:
 
 def _child_run(function: SyncFunction, token: int, fields: dict[str, Any]) -> Any:
     try:
-        result = function(JobContext(reporter=_ChildReporter(token), **fields))
+        reporter = _ChildReporter(token)
+        reporter.job = JobContext(reporter=reporter, **fields)
+        result = function(reporter.job)
         if inspect.isawaitable(result):
             raise WorkerError("a processor in the process pool must be a plain def")
         return result

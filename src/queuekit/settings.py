@@ -210,10 +210,6 @@ class WorkerSettings(_Section):
         description="fast: queuekit's loop over BullMQ's scripts (one call per job); "
         "bullmq: the bullmq package's Worker.",
     )
-    enabled: bool = Field(default=True, description="Run workers in this process at all.")
-    queues: list[str] | None = Field(
-        default=None, description="Queues that run workers here; None means all."
-    )
     sync_pool: SyncPoolKind = Field(
         default="thread",
         description="Where a plain-def processor runs, off the event loop: thread (a pool of "
@@ -222,6 +218,10 @@ class WorkerSettings(_Section):
     )
     queue_sync_pool: dict[str, SyncPoolKind] = Field(
         default_factory=dict, description="Per-queue sync_pool, overriding `sync_pool`."
+    )
+    enabled: bool = Field(default=True, description="Run workers in this process at all.")
+    queues: list[str] | None = Field(
+        default=None, description="Queues that run workers here; None means all."
     )
 
     def concurrency_for(self, queue: str) -> int:
