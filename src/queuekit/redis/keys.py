@@ -70,4 +70,3 @@ def access_check_key(prefix: str) -> str:
 def rate_limit_key(prefix: str, queue: str, user_id: str) -> str:
     """The sliding window of one user's additions to ``queue``."""
     return f"{prefix}:qk:rate:{queue}:{user_id}"
-
