@@ -297,6 +297,30 @@ def close_table(result: SuiteResult) -> list[str]:
     return lines
 
 
+def processes_section(result: SuiteResult) -> list[str]:
+    """``queuekit worker --processes 2`` against 1, when the scenario ran."""
+    impl = next((r for r in result.results if r.median("processes_1")), None)
+    if impl is None:
+        return []
+    one, two = impl.median("processes_1"), impl.median("processes_2")
+    ratio = f"{two / one:.2f}" if one and two else _NA
+    return [
+        "## Worker processes (queuekit)",
+        "",
+        "`queuekit worker --processes P --concurrency 50` on one queue of no-op jobs: the "
+        "supervisor starts P worker processes; once all are connected the jobs are added in "
+        "bulk, and the clock runs from the first add until the queue is drained (median "
+        "over the runs).",
+        "",
+        _row(["processes", "jobs/s"]),
+        _row(["---", "---"]),
+        _row(["1", _rate(one) if one else _NA]),
+        _row(["2", _rate(two) if two else _NA]),
+        _row(["*2 / 1*", ratio]),
+        "",
+    ]
+
+
 def render(result: SuiteResult, env: Environment) -> str:
     """The whole report as markdown."""
     opts = result.options
@@ -384,6 +408,7 @@ def render(result: SuiteResult, env: Environment) -> str:
         *close_table(result),
         "",
     ]
+    out += processes_section(result)
     if opts.runs > 1:
         out += ["## Spread over the runs (min\u2013max)", "", *spread_table(result), ""]
     return "\n".join(out)

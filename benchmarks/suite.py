@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from benchmarks.common import percentile
 from benchmarks.implementations import Implementation
+from benchmarks.processes import PROCESS_COUNTS, supervised_rate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +38,7 @@ SCENARIOS: Final = (
     "process_c50",
     "latency",
     "rss",
+    "processes",
 )
 
 CLIENT_COMMANDS: Final = frozenset(
@@ -211,6 +213,7 @@ class Suite:
         unavailable: list[ImplResult],
     ) -> None:
         self._redis = _Redis(redis_url)
+        self._redis_url = redis_url
         self._options = options
         self._impls = implementations
         self._results = {impl.key: ImplResult(impl.key, impl.label) for impl in implementations}
@@ -249,6 +252,7 @@ class Suite:
             ("process_c1", self._process_c1),
             ("process_c50", self._process_c50),
             ("latency", self._latency),
+            ("processes", self._processes),
         ]
         # Memory is not a timing: one run is enough, and it is the longest scenario.
         if run == 0 and self._options.rss_checkpoints:
@@ -340,6 +344,17 @@ class Suite:
             result.add(f"{prefix}_p50", p50)
             result.add(f"{prefix}_p99", p99)
             log.info("%-9s %-14s p50 %.2f ms, p99 %.2f ms", impl.key, prefix, p50, p99)
+
+    async def _processes(self, impl: Implementation, queue: str, result: ImplResult) -> None:
+        if impl.key != "queuekit":  # `queuekit worker --processes` is queuekit's own
+            return
+        jobs = self._options.jobs
+        for count in PROCESS_COUNTS:
+            rate = await supervised_rate(self._redis_url, f"{queue}-p{count}", jobs, count,
+                                         timeout=120.0 + jobs / 100.0)
+            result.add(f"processes_{count}", rate)
+            log.info("%-9s %-14s %9.0f jobs/s", result.key, f"processes={count}", rate)
+            await self._redis.delete_queue(f"{queue}-p{count}")
 
     async def _rss(self, impl: Implementation, queue: str, result: ImplResult) -> None:
         checkpoints = list(self._options.rss_checkpoints)

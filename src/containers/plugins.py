@@ -19,7 +19,7 @@ from dependency_injector import containers, providers
 
 from containers.runtime import resolve
 from queuekit.errors import ConfigurationError
-from queuekit.processors import FunctionProcessor, concurrency_of, name_of, queue_of
+from queuekit.processors import FunctionProcessor, as_async, concurrency_of, name_of, queue_of
 from queuekit.runtime.plugins import PluginSet, ProcessorBinding, effective_concurrency
 from queuekit.runtime.runner import worker_enabled
 from queuekit.service import QueueService
@@ -146,7 +146,7 @@ async def build_processors(container: containers.Container, plugins: PluginSet |
             continue
         name = name_of(spec)
         if isinstance(spec, FunctionProcessor):
-            function = spec.function
+            function = as_async(spec.function)
         else:
             host = await injector.build(spec, f"processor {name} of plugin {plugin.name!r}")
             function = host.as_processor()

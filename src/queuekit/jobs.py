@@ -12,6 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from queuekit.blocking import BlockingJobMethods
 from queuekit.errors import FieldError, PayloadValidationError, RateLimitedError
 from queuekit.payloads import JobPayload
 from queuekit.settings import BackoffSettings, JobDefaults, KeepJobs
@@ -328,7 +329,7 @@ class JobReporter(Protocol):
     async def log(self, text: str) -> None: ...
 
 
-class JobContext(Generic[P]):
+class JobContext(BlockingJobMethods, Generic[P]):
     """What a processor receives: the job's identity, its validated payload and its actions.
 
     ``await update_progress(50)`` (or a mapping) makes progress visible to ``get_job`` and

@@ -19,7 +19,10 @@ attempt::
 
 ``qs.create_worker(queue, NotificationProcessor(sender))`` runs an instance directly; a
 plugin lists the class and the host builds it. Plain async functions stay processors
-(:class:`FunctionProcessor` names the queue of one for a plugin). :func:`observe` wraps
+(:class:`FunctionProcessor` names the queue of one for a plugin). A processor that is a
+plain ``def`` (or a ``WorkerHost`` whose ``process`` is one) runs off the event loop, in
+the queue's ``worker.sync_pool`` (:mod:`queuekit.offload`); it reports with
+``job.update_progress_sync`` / ``job.log_sync``. :func:`observe` wraps
 any processor with :class:`JobObserver` s (the worker's log lines, metrics) without
 touching the backends.
 """
@@ -27,14 +30,17 @@ touching the backends.
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from queuekit.errors import ConfigurationError
 from queuekit.jobs import JobContext, JobResult, Progress
+from queuekit.offload import SyncPool, run_sync
 from queuekit.payloads import JobPayload
 
 log = logging.getLogger("queuekit.processors")
@@ -48,6 +54,10 @@ ProcessorResult = JobResult | Mapping[str, Any] | None
 Processor = Callable[[JobContext[Any]], Awaitable[ProcessorResult]]
 #: The same type under its older name.
 ProcessorFunc = Processor
+#: A plain ``def`` processor: it runs off the event loop (``worker.sync_pool``).
+SyncProcessor = Callable[[JobContext[Any]], ProcessorResult]
+#: Either kind: what ``create_worker``, :class:`FunctionProcessor` and :func:`observe` take.
+AnyProcessor = Processor | SyncProcessor
 
 
 class WorkerHost(abc.ABC, Generic[P]):
@@ -64,8 +74,12 @@ class WorkerHost(abc.ABC, Generic[P]):
     concurrency: ClassVar[int | None] = None
 
     @abc.abstractmethod
-    async def process(self, job: JobContext[P]) -> ProcessorResult:
-        """Process one job; raise to fail the attempt (``UnrecoverableError``: no retry)."""
+    def process(self, job: JobContext[P]) -> Awaitable[ProcessorResult] | ProcessorResult:
+        """Process one job; raise to fail the attempt (``UnrecoverableError``: no retry).
+
+        ``async def`` runs on the worker's event loop; a plain ``def`` runs in the queue's
+        ``worker.sync_pool`` (threads, or processes), where CPU work costs no lock.
+        """
 
     async def on_completed(self, job: JobContext[P], result: ProcessorResult) -> None:
         """Called after :meth:`process` returned ``result``."""
@@ -111,6 +125,8 @@ class _HostProcessor:
     def __init__(self, host: WorkerHost[Any]) -> None:
         self.host = host
         self._hooks_progress = type(host).on_progress is not WorkerHost.on_progress
+        self.sync = not inspect.iscoroutinefunction(host.process)
+        self.pool: SyncPool | None = None  # bound by create_worker for a plain-def process
 
     def __repr__(self) -> str:
         return f"<processor {type(self.host).__name__}>"
@@ -123,8 +139,12 @@ class _HostProcessor:
                              attempts_made=job.attempts_made, max_attempts=job.max_attempts,
                              reporter=reporter, progress=job.progress)
             reporter.hooked = job
+        result: ProcessorResult
         try:
-            result = await host.process(job)
+            if self.sync:
+                result = await run_sync(host.process, job, self.pool)
+            else:
+                result = await cast(Awaitable[ProcessorResult], host.process(job))
         except Exception as exc:
             await _run_hook(host, "on_failed", host.on_failed(job, exc))
             raise
@@ -167,7 +187,7 @@ class FunctionProcessor:
     """A plain async function as a plugin's processor of ``queue``."""
 
     queue: str
-    function: Processor
+    function: AnyProcessor
     concurrency: int | None = None
 
 
@@ -217,11 +237,65 @@ class JobObserver(Protocol):
         """The processor raised ``error`` after ``duration`` seconds."""
 
 
-def observe(function: Processor, observers: Sequence[JobObserver]) -> Processor:
-    """``function`` with every observer told about each attempt.
+class SyncAdapter:
+    """A plain-def processor as an async one: each call runs ``function`` in ``pool``
+    (bound by ``create_worker``; None: a thread of the loop's default executor)."""
+
+    def __init__(self, function: SyncProcessor) -> None:
+        self.function = function
+        self.pool: SyncPool | None = None
+
+    def __repr__(self) -> str:
+        return f"<sync processor {getattr(self.function, '__qualname__', self.function)!r}>"
+
+    async def __call__(self, job: JobContext[Any]) -> ProcessorResult:
+        result: ProcessorResult = await run_sync(self.function, job, self.pool)
+        return result
+
+
+def _is_async(function: object) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None))  # noqa: B004 - an async __call__ method
+
+
+def as_async(processor: AnyProcessor | WorkerHost[Any]) -> Processor:
+    """Any processor as an async function: a ``WorkerHost`` instance as its processor, a
+    plain ``def`` as a :class:`SyncAdapter`, an async one unchanged."""
+    if isinstance(processor, WorkerHost):
+        return processor.as_processor()
+    if _is_async(processor):
+        return cast(Processor, processor)
+    return SyncAdapter(cast(SyncProcessor, processor))
+
+
+def same_processor(running: Processor, given: AnyProcessor | WorkerHost[Any]) -> bool:
+    """Whether a running worker's processor is ``given`` (before :func:`as_async`)."""
+    adapted = as_async(given)
+    if isinstance(running, SyncAdapter) and isinstance(adapted, SyncAdapter):
+        return running.function is adapted.function
+    return running is adapted
+
+
+def bind_pool(processor: Processor, make: Callable[[], SyncPool]) -> SyncPool | None:
+    """Give every off-loop part of ``processor`` (through :func:`observe` wrappers) a pool
+    from ``make`` (called once, only when there is such a part); return that pool."""
+    pool: SyncPool | None = None
+    part: object = processor
+    while part is not None:
+        if isinstance(part, SyncAdapter) or (isinstance(part, _HostProcessor) and part.sync):
+            pool = pool or make()
+            part.pool = pool
+        part = getattr(part, "__wrapped__", None)
+    return pool
+
+
+def observe(function: AnyProcessor, observers: Sequence[JobObserver]) -> Processor:
+    """``function`` (made async by :func:`as_async`) with every observer told about each
+    attempt, on the event loop.
 
     An observer that raises is logged and skipped: it never fails a job.
     """
+    function = as_async(function)
     if not observers:
         return function
 
@@ -245,7 +319,7 @@ def observe(function: Processor, observers: Sequence[JobObserver]) -> Processor:
         tell(lambda o: o.job_completed(job, duration))
         return result
 
-    return observed
+    return functools.update_wrapper(observed, function, updated=())  # see bind_pool
 
 
 class JobStateLogger:

@@ -24,7 +24,15 @@ from queuekit.errors import (
 from queuekit.events import EventStream
 from queuekit.flows import FlowsMixin
 from queuekit.jobs import JobInfo, JobOptions, JobState, validate_model
-from queuekit.processors import Processor, WorkerHost
+from queuekit.offload import SyncPool, make_pool
+from queuekit.processors import (
+    AnyProcessor,
+    Processor,
+    WorkerHost,
+    as_async,
+    bind_pool,
+    same_processor,
+)
 from queuekit.queues import QueueRegistry
 from queuekit.ratelimit import RateLimiter
 from queuekit.records import (
@@ -63,6 +71,7 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, a
         self.registry = registry if registry is not None else QueueRegistry()
         self._sensitive = SensitiveKeyPolicy(self.settings.security.sensitive_keys)
         self._workers: dict[str, QueueWorker] = {}
+        self._sync_pools: list[SyncPool] = []
         self._closed = False
         self._close_task: asyncio.Task[None] | None = None
         self._rate_limiter: RateLimiter | None = None
@@ -150,19 +159,19 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, a
 
     # -- workers -----------------------------------------------------------------
 
-    def create_worker(self, queue: str, processor: Processor | WorkerHost[Any], *,
+    def create_worker(self, queue: str, processor: AnyProcessor | WorkerHost[Any], *,
                       concurrency: int | None = None) -> QueueWorker:
         """Start a worker on ``queue`` that runs ``processor`` for each job.
 
-        ``processor`` is an async function or a :class:`~queuekit.processors.WorkerHost`
-        instance (its hooks run too). Must be called inside the running event loop. One
+        ``processor`` is a function or a :class:`~queuekit.processors.WorkerHost`
+        instance (its hooks run too); a plain ``def`` runs off the event loop, in the
+        queue's ``worker.sync_pool``. Must be called inside the running event loop. One
         worker per queue: calling it again with the same processor returns the running
         worker.
         """
         self._ensure_open()
         queue = str(queue)
-        if isinstance(processor, WorkerHost):
-            processor = processor.as_processor()
+        given, processor = processor, as_async(processor)
         self.registry.model_for(queue)
         try:
             asyncio.get_running_loop()
@@ -172,7 +181,7 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, a
             ) from None
         existing = self._workers.get(queue)
         if existing is not None and existing.running:
-            if existing.processor is processor:
+            if same_processor(existing.processor, given):
                 return existing
             raise WorkerError(
                 f"queue {queue!r} already has a worker with another processor; close it first"
@@ -181,6 +190,9 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, a
             concurrency = self.settings.worker.concurrency_for(queue)
         if concurrency < 1:
             raise WorkerError(f"concurrency must be >= 1, got {concurrency}")
+        pool = bind_pool(processor, lambda: make_pool(
+            self.settings.worker.sync_pool_for(queue), queue, concurrency))
+        self._sync_pools.extend([pool] if pool is not None else [])
         worker = self._start_worker(queue, processor, concurrency)
         self._workers[queue] = worker
         log.info("worker for %s started (concurrency %d)", queue, concurrency,
@@ -283,6 +295,8 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, a
         timeout = self.settings.worker.shutdown_timeout
         workers = list(self._workers.values())
         await asyncio.gather(*(w.close(timeout) for w in workers))
+        for pool in self._sync_pools:
+            pool.close()
         log.info("%d worker(s) closed", len(workers))
         await self._close_backend()
         log.info("queue service closed (%s)", self.backend)

@@ -9,6 +9,7 @@ directory, else the project's own ``config.yaml``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -38,6 +39,10 @@ DEFAULT_SENSITIVE_KEYS: tuple[str, ...] = (
 )
 
 
+#: Where plain-def processors run (``worker.sync_pool``).
+SyncPoolKind = Literal["thread", "process"]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,7 +52,8 @@ class RedisSettings(_Section):
 
     url: str | None = Field(
         default=None,
-        description="redis:// or rediss:// URL; when set it wins over host/port/db/password.",
+        description="redis:// or rediss:// URL; when set it wins over host/port/db/tls (and "
+        "over username/password when it has credentials of its own).",
     )
     host: str = Field(default="127.0.0.1", description="Server host when no url is given.")
     port: int = Field(default=6379, ge=1, le=65535, description="Server port.")
@@ -55,6 +61,16 @@ class RedisSettings(_Section):
     username: str | None = Field(default=None, description="ACL user name.")
     password: SecretStr | None = Field(default=None, description="Password; never logged.")
     tls: bool = Field(default=False, description="Connect with TLS (rediss://).")
+    ssl_ca_certs: str | None = Field(
+        default=None, description="TLS: file of the CA certificates that signed the server's "
+        "certificate (default: the system's CAs).")
+    ssl_certfile: str | None = Field(
+        default=None, description="TLS: client certificate file, for servers that require one.")
+    ssl_keyfile: str | None = Field(default=None, description="TLS: the client certificate's key.")
+    ssl_cert_reqs: Literal["required", "optional", "none"] = Field(
+        default="required", description="TLS: verify the server's certificate (required), "
+        "only when it sends one (optional) or never (none: no protection against a "
+        "man in the middle).")
     prefix: str = Field(
         default="queue", min_length=1, description="Key prefix of every BullMQ key."
     )
@@ -79,7 +95,28 @@ class RedisSettings(_Section):
                 raise ValueError(
                     f"url must start with redis://, rediss:// or unix://, got {self.safe_url!r}"
                 )
+        files = {"ssl_ca_certs": self.ssl_ca_certs, "ssl_certfile": self.ssl_certfile,
+                 "ssl_keyfile": self.ssl_keyfile}
+        named = [name for name, path in files.items() if path is not None]
+        if named and not self.uses_tls:
+            raise ValueError(f"{', '.join(named)} set, but {self.safe_url} is not TLS: use a "
+                             "rediss:// url (or tls: true)")
+        for name in named:
+            if not Path(str(files[name])).is_file():
+                raise ValueError(f"{name}: no such file {files[name]!r}")
+        if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together: set both or neither")
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A password in the url never shows in a repr (or a log line of these settings).
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name == "url" and isinstance(value, str) else value
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether connections are made with TLS (a rediss:// url, or ``tls`` without url)."""
+        return self.effective_url.startswith("rediss://")
 
     @property
     def effective_url(self) -> str:
@@ -181,6 +218,15 @@ class WorkerSettings(_Section):
         description="fast: queuekit's loop over BullMQ's scripts (one call per job); "
         "bullmq: the bullmq package's Worker.",
     )
+    sync_pool: SyncPoolKind = Field(
+        default="thread",
+        description="Where a plain-def processor runs, off the event loop: thread (a pool of "
+        "`concurrency` threads per queue) or process (a pool of processes per queue; the "
+        "processor, its payload and result must pickle).",
+    )
+    queue_sync_pool: dict[str, SyncPoolKind] = Field(
+        default_factory=dict, description="Per-queue sync_pool, overriding `sync_pool`."
+    )
     enabled: bool = Field(default=True, description="Run workers in this process at all.")
     queues: list[str] | None = Field(
         default=None, description="Queues that run workers here; None means all."
@@ -192,6 +238,10 @@ class WorkerSettings(_Section):
     def concurrency_for(self, queue: str) -> int:
         """The concurrency configured for ``queue``."""
         return self.queue_concurrency.get(queue, self.concurrency)
+
+    def sync_pool_for(self, queue: str) -> SyncPoolKind:
+        """The pool a plain-def processor of ``queue`` runs in."""
+        return self.queue_sync_pool.get(queue, self.sync_pool)
 
 
 class BreakerSettings(_Section):

@@ -35,6 +35,7 @@ from queuekit.runtime.monitor import (
     job_summary,
 )
 from queuekit.runtime.runner import WorkerOptions, run_workers
+from queuekit.runtime.supervisor import SupervisorOptions, cpu_count, run_supervisor
 from queuekit.settings import CONFIG_ENV_VAR, QueuekitSettings, load_settings
 
 #: Exit code of ``health`` when something is wrong.
@@ -103,8 +104,15 @@ def _worker(args: argparse.Namespace) -> int:
     options = WorkerOptions(concurrency=args.concurrency, metrics_port=args.metrics_port,
                             metrics_host=args.metrics_host,
                             metrics_interval=args.metrics_interval)
+    if args.processes > 1:
+        return run_supervisor(settings, args.open_host, options, SupervisorOptions(
+            processes=args.processes, max_restarts=args.max_restarts))
     asyncio.run(run_workers(settings, args.open_host, options))
     return 0
+
+
+def _processes(value: str) -> int:
+    return cpu_count() if value == "auto" else _positive(value)
 
 
 # -- stats ----------------------------------------------------------------------------
@@ -212,6 +220,12 @@ def add_commands(sub: Any) -> None:
                         help="address the metrics server binds (default 0.0.0.0)")
     worker.add_argument("--metrics-interval", type=float, default=5.0, metavar="SECONDS",
                         help="how often queue depths are refreshed (default 5)")
+    worker.add_argument("--processes", type=_processes, default=1, metavar="N|auto",
+                        help="worker processes under one supervisor (default 1; auto: one "
+                             "per core); a process that dies is restarted")
+    worker.add_argument("--max-restarts", type=_positive, default=5, metavar="N",
+                        help="with --processes: give up after more than N exits within 60 s "
+                             "(default 5)")
     worker.set_defaults(func=_worker, log_level=logging.INFO)
 
     stats = sub.add_parser("stats", parents=[config], help="job counts per queue and state")

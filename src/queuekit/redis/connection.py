@@ -18,9 +18,10 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from queuekit.errors import QueueUnavailableError
+from queuekit.redis.access import check_key_access, unavailable
 from queuekit.settings import RedisSettings
 
 log = logging.getLogger("queuekit.connection")
@@ -58,6 +59,24 @@ def _connection_class(url: str) -> dict[str, Any]:
     return {"connection_class": FastConnection} if url.startswith("redis://") else {}
 
 
+def connection_options(settings: RedisSettings) -> dict[str, Any]:
+    """What every pool gets besides the URL: the TLS files and checks (rediss://, through
+    redis-py's ``SSLConnection``) and the settings' ACL user and password (the URL's own
+    credentials, when it has them, win: redis-py's ``from_url`` parses them last)."""
+    options: dict[str, Any] = {}
+    if settings.uses_tls:
+        options["ssl_cert_reqs"] = settings.ssl_cert_reqs
+        for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            if getattr(settings, name) is not None:
+                options[name] = getattr(settings, name)
+    if settings.url is not None:  # without url, effective_url carries them already
+        if settings.username is not None:
+            options["username"] = settings.username
+        if settings.password is not None:
+            options["password"] = settings.password.get_secret_value()
+    return options
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """What the start-up check learned about the server."""
@@ -92,6 +111,7 @@ class QueueConnection:
         self.url = settings.safe_url
         self._common: dict[str, Any] = {
             **_connection_class(settings.effective_url),
+            **connection_options(settings),
             "socket_connect_timeout": settings.connect_timeout,
             "decode_responses": True,  # bullmq reads str fields; bytes give name=None
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
@@ -147,34 +167,22 @@ class QueueConnection:
     async def check(self) -> ServerInfo:
         """Ping the server within ``startup_timeout`` and read its version and policy.
 
-        Raises :class:`QueueUnavailableError` naming the URL (password masked) instead of
-        leaving BullMQ to retry for minutes.
+        Raises :class:`QueueUnavailableError` naming the URL (password masked) and what
+        failed (connection, TLS certificate, authentication, permission: see
+        :mod:`queuekit.redis.access`) instead of leaving BullMQ to retry for minutes.
         """
         timeout = self.settings.startup_timeout
         try:
             async with asyncio.timeout(timeout):
                 info: dict[str, Any] = await self.client.info()
+                await check_key_access(self.client, self.settings, self.url)
         except TimeoutError:
             raise QueueUnavailableError(
                 f"Redis at {self.url} did not answer within {timeout:g} s; check the host, "
                 "port and firewall (setting redis.url / QUEUEKIT_REDIS__URL)"
             ) from None
-        except AuthenticationError as exc:
-            raise QueueUnavailableError(
-                f"Redis at {self.url} refused our credentials ({exc}); check redis.password "
-                "or the password in QUEUEKIT_REDIS__URL"
-            ) from None
-        except ResponseError as exc:
-            if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
-                raise QueueUnavailableError(
-                    f"Redis at {self.url} refused our credentials ({exc}); check redis.password "
-                    "or the password in QUEUEKIT_REDIS__URL"
-                ) from None
-            raise QueueUnavailableError(f"Redis at {self.url} answered with an error: {exc}") \
-                from None
         except (RedisError, OSError) as exc:
-            raise QueueUnavailableError(f"cannot connect to Redis at {self.url}: {exc}") \
-                from None
+            raise unavailable(exc, self.settings, self.url) from None
         server = ServerInfo(
             version=str(info.get("redis_version", "0.0.0")),
             maxmemory_policy=str(info.get("maxmemory_policy", "unknown")),

@@ -68,6 +68,11 @@ def worker_client_name(prefix: str, queue: str, worker: str) -> str:
     return f"{queue_key(prefix, queue)[:-1]}:w:{worker}"
 
 
+def access_check_key(prefix: str) -> str:
+    """A key under ``prefix`` the start-up check reads (never written) to prove ACL access."""
+    return f"{prefix}:qk:access-check"
+
+
 def rate_limit_key(prefix: str, queue: str, user_id: str) -> str:
     """The sliding window of one user's additions to ``queue``."""
     return f"{prefix}:qk:rate:{queue}:{user_id}"

@@ -46,8 +46,11 @@ class WorkerMetrics:
         self.duration = Histogram("queuekit_job_duration_seconds",
                                   "Seconds a processor took per attempt.", ["queue"],
                                   buckets=DURATION_BUCKETS, registry=self.registry)
+        # Under a supervisor (multiprocess mode) every child reads the same depths: the
+        # latest reading of a live one is the answer.
         self.depth = Gauge("queuekit_queue_jobs", "Jobs in the queue per state.",
-                           ["queue", "state"], registry=self.registry)
+                           ["queue", "state"], registry=self.registry,
+                           multiprocess_mode="livemostrecent")
 
     def job_started(self, job: JobContext[Any]) -> None:
         """Nothing to count yet."""

@@ -112,6 +112,8 @@ class WorkerOptions:
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"
     metrics_interval: float = 5.0
+    #: False: count metrics but serve none here (a supervisor serves every process's).
+    metrics_server: bool = True
 
 
 def served_queues(settings: QueuekitSettings, plugins: PluginSet) -> list[str]:
@@ -164,8 +166,9 @@ async def run_workers(
                 metrics = WorkerMetrics()
                 metrics.track(queues)
                 observers.append(metrics)
-                metrics_server = MetricsServer(metrics, options.metrics_port,
-                                               options.metrics_host)
+                if options.metrics_server:
+                    metrics_server = MetricsServer(metrics, options.metrics_port,
+                                                   options.metrics_host)
             processors: dict[str, Processor] = {
                 b.queue: observe(b.processor, observers) for b in bindings}
             concurrency = {b.queue: effective_concurrency(settings, b.queue, b.concurrency,
