@@ -35,6 +35,7 @@ from queuekit.records import (
     PreparedJob,
     RawJob,
 )
+from queuekit.schedules import SchedulesMixin
 from queuekit.security import SensitiveKeyPolicy
 from queuekit.settings import QueuekitSettings, load_settings
 from queuekit.worker import QueueWorker
@@ -42,7 +43,7 @@ from queuekit.worker import QueueWorker
 log = logging.getLogger("queuekit")
 
 
-class QueueService(abc.ABC):
+class QueueService(SchedulesMixin, abc.ABC):
     """Named queues of background jobs: add jobs, run workers, read jobs back.
 
     Inject this type; the container provides the Redis implementation, and tests can
@@ -304,7 +305,7 @@ class QueueService(abc.ABC):
 
     # -- backend hooks -----------------------------------------------------------------
 
-    async def start(self) -> None:  # noqa: B027 - a hook with nothing to do in memory
+    async def start(self) -> None:
         """Check that the store is reachable (Redis: within ``redis.startup_timeout``)."""
 
     def _now_ms(self) -> int:

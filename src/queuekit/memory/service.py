@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from queuekit.events import EventStream, EventType
 from queuekit.memory.clock import VirtualClock
 from queuekit.memory.ratelimit import MemoryRateLimiter
+from queuekit.memory.schedules import MemorySchedules
 from queuekit.memory.store import MemoryEventStream, MemoryQueue, StoredJob, copy_json
 from queuekit.memory.worker import MemoryWorker
 from queuekit.processors import Processor
 from queuekit.queues import QueueRegistry
 from queuekit.ratelimit import RateLimiter
 from queuekit.records import PreparedJob, RawJob
+from queuekit.schedules import JobSchedulerInfo, SchedulerSpec
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
 from queuekit.worker import QueueWorker
@@ -50,6 +52,8 @@ class InMemoryQueueService(QueueService):
         self.clock = clock or VirtualClock()
         self.autojump = autojump
         self._queues: dict[str, MemoryQueue] = {}
+        self.schedules = MemorySchedules(self)
+        self._advancing = False
 
     def _now_ms(self) -> int:
         return self.clock.now_ms()
@@ -75,12 +79,70 @@ class InMemoryQueueService(QueueService):
         if queue.next_due() != due or queue.waiting or queue.prioritized:
             return
         now = self.clock.now_ms()
-        if self.autojump and not self._busy() and due > now:
-            self.clock.advance(due - now)
+        # Never jump to a scheduler's run: an endless schedule would spin the clock.
+        jump = queue.next_plain_due()
+        if (self.autojump and not self._advancing and not self._busy() and jump is not None
+                and jump > now):
+            self.clock.advance(jump - now)
             for other in self._queues.values():  # their waits were computed on the old time
                 other.notify()
             return
         await queue.changed(max(0.0, (due - now) / 1000))
+
+    async def advance(self, ms: float) -> None:
+        """Move the clock ``ms`` forward, running every job that falls due on the way in
+        order (scheduler runs, delayed jobs, retry backoffs), then return once the
+        workers are idle. Queues without a running worker keep their due jobs waiting."""
+        if ms < 0:
+            raise ValueError(f"a clock only moves forward; got {ms} ms")
+        target = self.clock.now_ms() + ms
+        self._advancing = True
+        try:
+            while True:
+                await self._settle()
+                dues = [due for q in self._queues.values() if (due := q.next_due()) is not None]
+                due = min(dues, default=None)
+                if due is None or due > target:
+                    break
+                now = self.clock.now_ms()
+                if due > now:
+                    self.clock.advance(due - now)
+                self._notify_all()
+            remaining = target - self.clock.now_ms()
+            if remaining > 0:
+                self.clock.advance(remaining)
+            self._notify_all()
+            await self._settle()
+        finally:
+            self._advancing = False
+
+    def _notify_all(self) -> None:
+        for queue in self._queues.values():
+            queue.notify()
+
+    async def _settle(self) -> None:
+        """Return when no worker has a job running or a job it could take now."""
+        turns = 0
+        while True:
+            for _ in range(_SETTLE_TURNS):
+                await asyncio.sleep(0)
+            if not self._has_work():
+                return
+            turns += 1
+            if turns > 1000:  # a processor awaiting real I/O: stop burning the CPU
+                await asyncio.sleep(0.001)
+
+    def _has_work(self) -> bool:
+        now = self.clock.now_ms()
+        for name, queue in self._queues.items():
+            if queue.active:
+                return True
+            worker = self._workers.get(name)
+            due = queue.next_due()
+            if worker is not None and worker.running and (
+                    queue.waiting or queue.prioritized or (due is not None and due <= now)):
+                return True
+        return False
 
     def _store(self, job: PreparedJob) -> str:
         queue = self.queue_store(job.queue)
@@ -145,6 +207,18 @@ class InMemoryQueueService(QueueService):
 
     def _make_rate_limiter(self) -> RateLimiter:
         return MemoryRateLimiter(self.settings.security.rate_limits, self.clock.now_ms)
+
+    async def _upsert_job_scheduler(self, spec: SchedulerSpec) -> JobSchedulerInfo:
+        return self.schedules.upsert(spec)
+
+    async def _get_job_schedulers(self, queue: str) -> list[JobSchedulerInfo]:
+        return self.schedules.get_all(queue)
+
+    async def _get_job_scheduler(self, queue: str, scheduler_id: str) -> JobSchedulerInfo | None:
+        return self.schedules.get(queue, scheduler_id)
+
+    async def _remove_job_scheduler(self, queue: str, scheduler_id: str) -> bool:
+        return self.schedules.remove(queue, scheduler_id)
 
     def _event_stream(self, queue: str) -> EventStream:
         return MemoryEventStream(self.queue_store(queue))

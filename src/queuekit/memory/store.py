@@ -37,6 +37,8 @@ class StoredJob:
     processed_on: int = 0
     finished_on: int = 0
     logs: list[str] = field(default_factory=list)
+    scheduler: str | None = None  # the job scheduler whose run this is (BullMQ's rjk)
+    repeat_count: int = 0  # which run of its scheduler (BullMQ's opts.repeat.count)
 
     def raw(self) -> RawJob:
         return RawJob(
@@ -90,6 +92,13 @@ class MemoryQueue:
 
     def next_due(self) -> int | None:
         return self.delayed[0][0] if self.delayed else None
+
+    def next_plain_due(self) -> int | None:
+        """When the first delayed job that is not a scheduler's run is due."""
+        dues = [due for due, _, job_id in self.delayed
+                if (job := self.jobs.get(job_id)) is not None and job.state == "delayed"
+                and job.scheduler is None]
+        return min(dues, default=None)
 
     def enqueue(self, job: StoredJob, now: int, delay: int) -> None:
         """Put ``job`` in delayed, prioritized or waiting, as BullMQ would."""

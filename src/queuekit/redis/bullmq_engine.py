@@ -20,6 +20,7 @@ from bullmq.timer import Timer
 
 from queuekit.processors import Processor
 from queuekit.redis.breaker import UNAVAILABLE_ERRORS
+from queuekit.redis.schedules import job_scheduler
 from queuekit.redis.wire import REDIS_TIMER_SLACK, bullmq_worker_options, worker_name
 from queuekit.redis.worker import RedisWorker
 
@@ -70,6 +71,8 @@ class BullmqWorker(RedisWorker):
         options = bullmq_worker_options(self._worker_settings, self.prefix, concurrency,
                                         worker_name())
         self._bull: Any = _PreciseWorker(queue, None, {"connection": self._client, **options})
+        # bullmq's getNextJob advances job schedulers (nextJobFromJobData): on our cron step.
+        self._bull._job_scheduler = job_scheduler(self._bull)
         self._bull.on("error", self._on_error)
         self._bull.on("stalled", self._log_stalled)
         self._stalled_timer: Any = None

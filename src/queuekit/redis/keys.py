@@ -65,3 +65,12 @@ def worker_client_name(prefix: str, queue: str, worker: str) -> str:
 def rate_limit_key(prefix: str, queue: str, user_id: str) -> str:
     """The sliding window of one user's additions to ``queue``."""
     return f"{prefix}:qk:rate:{queue}:{user_id}"
+
+
+#: BullMQ's sorted set of a queue's job schedulers (member: id, score: next run in ms).
+REPEAT = "repeat"
+
+
+def scheduler_key(prefix: str, queue: str, scheduler_id: str) -> str:
+    """BullMQ's hash of one job scheduler (its spec, template and iteration count)."""
+    return f"{queue_key(prefix, queue, REPEAT)}:{scheduler_id}"

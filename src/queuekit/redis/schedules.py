@@ -1,0 +1,147 @@
+"""Job schedulers on Redis, through bullmq's ``JobScheduler`` and BullMQ's own scripts.
+
+``addJobScheduler`` writes the ``<prefix>:<queue>:repeat`` sorted set, the
+``repeat:<id>`` hash and the first run ``repeat:<id>:<millis>`` exactly as Node BullMQ 6
+does, so Node's ``getJobSchedulers()`` lists queuekit's schedulers and runs them, and
+queuekit's workers run Node's. BullMQ's Lua never produces the next run by itself: the
+worker that fetches a run advances its scheduler (:class:`SchedulerAdvancer`, Node's
+``Worker.nextJobFromJobData``), with the run's job id as producer id, so a retried run
+or a second worker never produces a second one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from bullmq.job_scheduler import JobScheduler
+
+from queuekit.redis.wire import bullmq_options, repeat_options, scheduler_fields
+from queuekit.schedules import JobSchedulerInfo, SchedulerSpec, next_cron_run, scheduler_data
+
+if TYPE_CHECKING:
+    from queuekit.redis.service import RedisQueueService
+
+log = logging.getLogger("queuekit.redis")
+
+
+def _millis(value: Any) -> int | None:
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    try:
+        return int(value)
+    except ValueError:  # Node may store an ISO date
+        return int(dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+                   * 1000)
+
+
+def repeat_strategy(millis: int, opts: dict[str, Any]) -> int | None:
+    """bullmq's ``repeat_strategy`` hook: the next run of a cron scheduler after ``millis``
+    (queuekit's :func:`next_cron_run`, right across DST changes, instead of bullmq's)."""
+    pattern = opts.get("pattern")
+    if not pattern:
+        return None
+    if opts.get("immediately"):
+        return int(time.time() * 1000)
+    return next_cron_run(pattern, opts.get("tz"), millis, _millis(opts.get("startDate")))
+
+
+def job_scheduler(queue: Any) -> Any:
+    """bullmq's ``JobScheduler`` of a queue (anything with a ``backend``), on our cron step."""
+    return JobScheduler(queue, repeat_strategy=repeat_strategy)
+
+
+class RedisSchedules:
+    """The scheduler hooks of :class:`RedisQueueService`."""
+
+    def __init__(self, service: RedisQueueService) -> None:
+        self._service = service
+        self._schedulers: dict[str, Any] = {}
+
+    def _scheduler(self, queue: str) -> Any:
+        scheduler = self._schedulers.get(queue)
+        if scheduler is None:
+            scheduler = self._schedulers[queue] = job_scheduler(self._service.get_queue(queue))
+        return scheduler
+
+    async def upsert(self, spec: SchedulerSpec) -> JobSchedulerInfo:
+        scheduler = self._scheduler(spec.queue)
+        repeat = repeat_options(spec.every, spec.pattern, spec.tz, spec.limit,
+                                spec.start_date, spec.end_date, spec.immediately)
+        template = bullmq_options(spec.job.options)
+
+        async def write() -> JobSchedulerInfo | None:
+            await scheduler.upsertJobScheduler(spec.id, repeat, spec.name, spec.job.wire,
+                                               template, override=True)
+            return await self._read(spec.queue, scheduler, spec.id)
+
+        info = await self._service.breaker.call(write)
+        assert info is not None, "a scheduler that was just written is missing"
+        return info
+
+    async def get_all(self, queue: str) -> list[JobSchedulerInfo]:
+        scheduler = self._scheduler(queue)
+        records: list[dict[str, Any]] = await self._service.breaker.call(
+            scheduler.getJobSchedulers)
+        return [self._info(queue, record) for record in records if record.get("name")]
+
+    async def get(self, queue: str, scheduler_id: str) -> JobSchedulerInfo | None:
+        scheduler = self._scheduler(queue)
+        return await self._service.breaker.call(lambda: self._read(queue, scheduler,
+                                                                   scheduler_id))
+
+    async def remove(self, queue: str, scheduler_id: str) -> bool:
+        scheduler = self._scheduler(queue)
+        missing = await self._service.breaker.call(
+            lambda: scheduler.removeJobScheduler(scheduler_id))
+        return int(missing) == 0  # the script answers 0 when it removed one, as in Node
+
+    async def _read(self, queue: str, scheduler: Any, scheduler_id: str
+                    ) -> JobSchedulerInfo | None:
+        try:
+            record = await scheduler.getScheduler(scheduler_id)
+        except ValueError:  # bullmq 3.4 on an id it does not know
+            return None
+        return None if not record else self._info(queue, record)
+
+    def _info(self, queue: str, record: dict[str, Any]) -> JobSchedulerInfo:
+        fields = scheduler_fields(record)
+        fields["data"] = scheduler_data(self._service.registry, queue, fields["data"])
+        limit, ic, end = fields["limit"], fields["iteration_count"], fields["end_date"]
+        nxt = fields["next_run_at"]
+        # BullMQ keeps a stopped scheduler's record, its score at the last run: no next run.
+        stopped = (limit is not None and ic >= limit) or (end is not None
+                                                          and end < time.time() * 1000)
+        if stopped and nxt is not None and nxt <= time.time() * 1000:
+            fields["next_run_at"] = None
+        return JobSchedulerInfo(queue=queue, **fields)
+
+
+class SchedulerAdvancer:
+    """Produce the next run of the scheduler of a fetched job (Node's worker does this in
+    ``nextJobFromJobData``, for jobs from ``moveToActive`` and from fetch-next)."""
+
+    def __init__(self, host: Any, queue: str) -> None:
+        # bullmq's JobScheduler needs only ``.backend`` of its queue (and builds Jobs on it).
+        self._scheduler = job_scheduler(host)
+        self._queue = queue
+
+    async def __call__(self, job: Any) -> None:
+        scheduler_id = getattr(job, "repeatJobKey", None)
+        if not scheduler_id:
+            return
+        opts = job.opts or {}
+        try:
+            await self._scheduler.upsertJobScheduler(
+                scheduler_id, opts.get("repeat"), job.name, job.data, opts,
+                override=False, producer_id=job.id)
+        except Exception as exc:
+            # As Node's worker: the fetched run still runs; the next one is not produced.
+            log.error("job %s on %s: the next run of scheduler %s could not be added: %s",
+                      job.id, self._queue, scheduler_id, exc,
+                      extra={"queue": self._queue, "job_id": job.id,
+                             "scheduler_id": scheduler_id})
