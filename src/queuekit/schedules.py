@@ -19,8 +19,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from queuekit.errors import FieldError, PayloadValidationError
+from queuekit.errors import ConfigurationError, FieldError, PayloadValidationError
 from queuekit.records import JobData, OptionsArg, PreparedJob
+from queuekit.settings import ScheduleSettings
 
 if TYPE_CHECKING:
     from queuekit.queues import QueueRegistry
@@ -248,22 +249,38 @@ class SchedulesMixin(abc.ABC):
                  extra={"queue": str(queue), "scheduler_id": str(scheduler_id)})
         return removed
 
-    async def upsert_declared_schedules(self, declared: Mapping[str, Mapping[str, Any]]
-                                        ) -> list[JobSchedulerInfo]:
-        """Upsert schedules declared in configuration (``{id: {queue, every|pattern, ...}}``).
-
-        Every entry is validated before the first is written.
+    async def sync_declared_schedules(self, declared: Mapping[str, ScheduleSettings]
+                                      ) -> list[JobSchedulerInfo]:
+        """Make the store's declared schedulers those of ``declared`` (the configuration's
+        ``schedules:`` and the plugins'): every entry is validated first (a
+        :class:`ConfigurationError` naming ``schedules.<id>``), then upserted, which is
+        idempotent across processes (one scheduler, one pending run). A scheduler that an
+        earlier start declared and ``declared`` no longer has is removed, with its pending
+        run; schedulers created in code (or by Node) are never touched.
         """
+        self._ensure_open()
         specs = []
         for scheduler_id, entry in declared.items():
-            fields = dict(entry)
-            queue = fields.pop("queue")
-            data = fields.pop("data", {})
-            specs.append((queue, scheduler_id, data, fields))
-        for queue, scheduler_id, data, fields in specs:
-            self.prepare_job_scheduler(queue, scheduler_id, data=data, **fields)
-        return [await self.upsert_job_scheduler(queue, scheduler_id, data=data, **fields)
-                for queue, scheduler_id, data, fields in specs]
+            try:
+                specs.append(self.prepare_job_scheduler(entry.queue, scheduler_id,
+                                                        **entry.upsert_arguments()))
+            except PayloadValidationError as exc:
+                raise ConfigurationError(f"schedules.{scheduler_id}: {exc}") from exc
+        infos = []
+        for spec in specs:
+            info = await self._upsert_job_scheduler(spec)
+            log.info("declared job scheduler %s of %s upserted, next run at %s", spec.id,
+                     spec.queue, info.next_run_at,
+                     extra={"queue": spec.queue, "scheduler_id": spec.id})
+            infos.append(info)
+        current = {(spec.queue, spec.id) for spec in specs}
+        stale = await self._declared_schedulers() - current
+        for queue, scheduler_id in sorted(stale):
+            await self._remove_job_scheduler(queue, scheduler_id)
+            log.info("job scheduler %s of %s removed: no longer declared", scheduler_id, queue,
+                     extra={"queue": queue, "scheduler_id": scheduler_id})
+        await self._record_declared(current, stale)
+        return infos
 
     # -- backend hooks -----------------------------------------------------------------
 
@@ -279,6 +296,15 @@ class SchedulesMixin(abc.ABC):
     async def _get_job_scheduler(self, queue: str, scheduler_id: str
                                  ) -> JobSchedulerInfo | None:
         """One scheduler, or None."""
+
+    @abc.abstractmethod
+    async def _declared_schedulers(self) -> set[tuple[str, str]]:
+        """(queue, id) of the schedulers earlier starts declared."""
+
+    @abc.abstractmethod
+    async def _record_declared(self, current: set[tuple[str, str]],
+                               stale: set[tuple[str, str]]) -> None:
+        """Remember ``current`` as declared, forget ``stale``."""
 
     @abc.abstractmethod
     async def _remove_job_scheduler(self, queue: str, scheduler_id: str) -> bool:

@@ -67,6 +67,8 @@ class MemorySchedules:
     def __init__(self, service: InMemoryQueueService) -> None:
         self._service = service
         self._schedulers: dict[str, dict[str, _Scheduler]] = {}
+        #: (queue, id) of the schedulers declared in configuration.
+        self.declared: set[tuple[str, str]] = set()
 
     def _of(self, queue: str) -> dict[str, _Scheduler]:
         return self._schedulers.setdefault(queue, {})

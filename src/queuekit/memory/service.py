@@ -220,6 +220,13 @@ class InMemoryQueueService(QueueService):
     async def _remove_job_scheduler(self, queue: str, scheduler_id: str) -> bool:
         return self.schedules.remove(queue, scheduler_id)
 
+    async def _declared_schedulers(self) -> set[tuple[str, str]]:
+        return set(self.schedules.declared)
+
+    async def _record_declared(self, current: set[tuple[str, str]],
+                               stale: set[tuple[str, str]]) -> None:
+        self.schedules.declared = (self.schedules.declared | current) - stale
+
     def _event_stream(self, queue: str) -> EventStream:
         return MemoryEventStream(self.queue_store(queue))
 

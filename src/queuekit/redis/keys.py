@@ -74,3 +74,8 @@ REPEAT = "repeat"
 def scheduler_key(prefix: str, queue: str, scheduler_id: str) -> str:
     """BullMQ's hash of one job scheduler (its spec, template and iteration count)."""
     return f"{queue_key(prefix, queue, REPEAT)}:{scheduler_id}"
+
+
+def declared_schedules_key(prefix: str) -> str:
+    """queuekit's set of the schedulers declared in configuration (``<queue>:<id>``)."""
+    return f"{prefix}:qk:schedules:declared"

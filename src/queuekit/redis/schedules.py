@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bullmq.job_scheduler import JobScheduler
 
+from queuekit.redis.keys import declared_schedules_key
 from queuekit.redis.wire import bullmq_options, repeat_options, scheduler_fields
 from queuekit.schedules import JobSchedulerInfo, SchedulerSpec, next_cron_run, scheduler_data
 
@@ -99,6 +100,32 @@ class RedisSchedules:
         missing = await self._service.breaker.call(
             lambda: scheduler.removeJobScheduler(scheduler_id))
         return int(missing) == 0  # the script answers 0 when it removed one, as in Node
+
+    async def declared(self) -> set[tuple[str, str]]:
+        client, key = self._service.connection.client, declared_schedules_key(
+            self._service.prefix)
+        members = await self._service.breaker.call(lambda: client.smembers(key))
+        found = set()
+        for member in members:
+            queue, _, scheduler_id = str(member).partition(":")  # queue names have no ':'
+            found.add((queue, scheduler_id))
+        return found
+
+    async def record_declared(self, current: set[tuple[str, str]],
+                              stale: set[tuple[str, str]]) -> None:
+        client, key = self._service.connection.client, declared_schedules_key(
+            self._service.prefix)
+
+        async def write() -> None:
+            async with client.pipeline(transaction=True) as pipe:
+                if current:
+                    pipe.sadd(key, *(f"{q}:{i}" for q, i in current))
+                if stale:
+                    pipe.srem(key, *(f"{q}:{i}" for q, i in stale))
+                await pipe.execute()
+
+        if current or stale:
+            await self._service.breaker.call(write)
 
     async def _read(self, queue: str, scheduler: Any, scheduler_id: str
                     ) -> JobSchedulerInfo | None:

@@ -164,6 +164,13 @@ class RedisQueueService(QueueService):
     async def _remove_job_scheduler(self, queue: str, scheduler_id: str) -> bool:
         return await self._schedules.remove(queue, scheduler_id)
 
+    async def _declared_schedulers(self) -> set[tuple[str, str]]:
+        return await self._schedules.declared()
+
+    async def _record_declared(self, current: set[tuple[str, str]],
+                               stale: set[tuple[str, str]]) -> None:
+        await self._schedules.record_declared(current, stale)
+
     def _event_stream(self, queue: str) -> EventStream:
         return RedisEventStream(self, queue)
 
