@@ -92,3 +92,17 @@ async def test_advance_without_a_worker_leaves_due_runs_waiting() -> None:
     counts = await service.get_job_counts(BANK)
     assert counts["waiting"] == 1 and counts["delayed"] == 0  # nothing fetched: no advance
     await service.close()
+
+
+async def test_the_schedulers_gauge_counts_per_queue() -> None:
+    from queuekit.runtime.metrics import WorkerMetrics
+
+    service = InMemoryQueueService()
+    for n in range(2):
+        await service.upsert_job_scheduler(BANK, f"s{n}", every=DAY, data=SYNC)
+    metrics = WorkerMetrics()
+    await metrics.refresh_depth(service, [BANK, QueueName.REPORTS])
+    sample = metrics.registry.get_sample_value
+    assert sample("queuekit_job_schedulers", {"queue": BANK}) == 2
+    assert sample("queuekit_job_schedulers", {"queue": QueueName.REPORTS}) == 0
+    await service.close()

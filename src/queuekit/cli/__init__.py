@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from queuekit.cli import schedules
 from queuekit.cli.ops import add_commands
 from queuekit.demo.run import format_table, run_demo
 from queuekit.errors import QueuekitError
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--redis-url", help="run on this Redis instead of in memory")
     demo.set_defaults(func=_demo)
     add_commands(sub)
+    schedules.add_commands(sub)
     return parser
 
 
