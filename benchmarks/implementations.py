@@ -112,6 +112,16 @@ class PythonImplementation:
         async with self._producer(queue) as producer:
             await measure.add_in_chunks(producer, jobs, chunk)
 
+    async def preload_scheduled(self, queue: str, jobs: int, per_scheduler: int) -> bool:
+        """Fill ``queue`` with ``jobs`` job-scheduler runs (``jobs / per_scheduler``
+        schedulers of ``per_scheduler`` runs each); False if this side has no schedulers."""
+        async with self._producer(queue) as producer:
+            add = getattr(producer, "add_schedulers", None)
+            if add is None:
+                return False
+            await add(jobs // per_scheduler, per_scheduler)
+            return True
+
     def _worker(
         self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int]
     ) -> JsonLineProcess:

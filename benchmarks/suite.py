@@ -28,6 +28,9 @@ BULK_CHUNK: Final = 1000
 HIGH_CONCURRENCY: Final = 50
 RSS_CONCURRENCY: Final = 50
 LATENCY_WARMUP: Final = 20
+#: Runs per job scheduler in ``process_scheduled``: each run but the last advances its
+#: scheduler (BullMQ's updateJobScheduler), so 90 % of the runs pay for it.
+RUNS_PER_SCHEDULER: Final = 10
 
 SCENARIOS: Final = (
     "add_one",
@@ -35,6 +38,7 @@ SCENARIOS: Final = (
     "add_bulk",
     "process_c1",
     "process_c50",
+    "process_scheduled",
     "latency",
     "rss",
 )
@@ -215,6 +219,7 @@ class Suite:
             ("add_bulk", self._add_bulk),
             ("process_c1", self._process_c1),
             ("process_c50", self._process_c50),
+            ("process_scheduled", self._process_scheduled),
             ("latency", self._latency),
         ]
         # Memory is not a timing: one run is enough, and it is the longest scenario.
@@ -294,6 +299,32 @@ class Suite:
 
     async def _process_c50(self, impl: Implementation, queue: str, result: ImplResult) -> None:
         await self._process(impl, queue, result, HIGH_CONCURRENCY, "process_c50")
+
+    async def _process_scheduled(
+        self, impl: Implementation, queue: str, result: ImplResult
+    ) -> None:
+        """Like process c=50, but every job is a job scheduler's run: ``jobs / 10``
+        schedulers (``every`` 1 ms, ``limit`` 10) fill the queue, and the worker advances
+        each scheduler as it takes a run. Compare with ``process_c50``."""
+        preload = getattr(impl, "preload_scheduled", None)
+        jobs = self._options.jobs
+        if preload is None or not await preload(queue, jobs, RUNS_PER_SCHEDULER):
+            log.info("%-9s %-14s not measured (no job schedulers on this side)", impl.key,
+                     "process_scheduled")
+            return
+        report = await self._counted(
+            result, "process_scheduled", jobs,
+            impl.run_worker_process(queue, jobs, HIGH_CONCURRENCY, []),
+        )
+        if report.elapsed_s is None or report.processed < jobs or report.failed:
+            raise RuntimeError(
+                f"worker processed {report.processed}/{jobs} jobs, {report.failed} failed"
+            )
+        self._rate(result, "process_scheduled", report.elapsed_s)
+        plain = result.median("process_c50")
+        if plain:
+            log.info("%-9s %-14s %.2f x process_c50", impl.key, "process_scheduled",
+                     self._options.jobs / report.elapsed_s / plain)
 
     async def _latency(self, impl: Implementation, queue: str, result: ImplResult) -> None:
         values = await impl.latencies(queue, self._options.latency_samples, LATENCY_WARMUP)

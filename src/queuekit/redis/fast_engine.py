@@ -65,7 +65,7 @@ class FastWorker(RedisWorker):
             "stalledInterval": settings.stalled_interval,
             "maxStalledCount": settings.max_stalled_count,
         })
-        self._advance = SchedulerAdvancer(self._host, queue)
+        self._advance = SchedulerAdvancer(self._host, queue, self._scripts_call)
         self._active_opts = {"lockDuration": settings.lock_duration, "limiter": None}
         self._complete_command = CompleteJobCommand(self._scripts, settings.lock_duration)
         self._lock_duration = settings.lock_duration

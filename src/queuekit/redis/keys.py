@@ -24,6 +24,9 @@ MOVE_TO_ACTIVE_KEYS = ("wait", "active", "prioritized", "events", "stalled", "li
 #: metrics key and the marker follow).
 MOVE_TO_FINISHED_KEYS = ("wait", "active", "prioritized", "events", "stalled", "limiter",
                          "delayed", "paused", "meta", "pc", "completed")
+#: ``KEYS`` of ``updateJobScheduler`` (the producer's job key and ``active`` follow).
+UPDATE_SCHEDULER_KEYS = ("repeat", "delayed", "wait", "paused", "meta", "prioritized",
+                         "marker", "id", "events", "pc")
 #: The metrics list of completed jobs, relative to the queue.
 COMPLETED_METRICS = "metrics:completed"
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+import msgpack
 from bullmq.job_scheduler import JobScheduler
 
-from queuekit.redis.keys import declared_schedules_key
+from queuekit.redis.keys import UPDATE_SCHEDULER_KEYS, declared_schedules_key
 from queuekit.redis.wire import bullmq_options, repeat_options, scheduler_fields
 from queuekit.schedules import JobSchedulerInfo, SchedulerSpec, next_cron_run, scheduler_data
 
@@ -148,11 +151,41 @@ class RedisSchedules:
         return JobSchedulerInfo(queue=queue, **fields)
 
 
+ScriptCall = Callable[[str, list[str], list[Any]], Awaitable[Any]]
+
+
+class _PipelinedBackend:
+    """What bullmq's ``JobScheduler`` calls to advance a scheduler, sent through a
+    caller's script call (the fast engine's auto-pipeline) instead of its own round trip.
+    The keys and arguments are bullmq's ``Scripts.updateJobSchedulerNextMillis``."""
+
+    def __init__(self, scripts: Any, call: ScriptCall) -> None:
+        self._scripts = scripts
+        self._call = call
+
+    async def updateJobSchedulerNextMillis(  # noqa: N802 - bullmq's name
+            self, scheduler_id: str, next_millis: int, template_data: str,
+            delayed_job_opts: dict[str, Any], producer_id: str | None = None) -> Any:
+        scripts = self._scripts
+        keys = [*scripts.getKeys(list(UPDATE_SCHEDULER_KEYS)),
+                scripts.toKey(producer_id) if producer_id else "", scripts.keys["active"]]
+        args = [next_millis, scheduler_id, template_data,
+                msgpack.packb(scripts.encodeOpts(delayed_job_opts or {}), use_bin_type=True),
+                round(time.time() * 1000), scripts.keys[""], producer_id or ""]
+        return await self._call("updateJobScheduler", keys, args)
+
+
 class SchedulerAdvancer:
     """Produce the next run of the scheduler of a fetched job (Node's worker does this in
-    ``nextJobFromJobData``, for jobs from ``moveToActive`` and from fetch-next)."""
+    ``nextJobFromJobData``, for jobs from ``moveToActive`` and from fetch-next).
 
-    def __init__(self, host: Any, queue: str) -> None:
+    With ``call`` the script goes through it (the fast engine's auto-pipeline, batched
+    with the other slots' calls); otherwise through ``host``'s backend.
+    """
+
+    def __init__(self, host: Any, queue: str, call: ScriptCall | None = None) -> None:
+        if call is not None:
+            host = SimpleNamespace(backend=_PipelinedBackend(host.backend.scripts, call))
         # bullmq's JobScheduler needs only ``.backend`` of its queue (and builds Jobs on it).
         self._scheduler = job_scheduler(host)
         self._queue = queue
