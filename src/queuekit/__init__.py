@@ -36,11 +36,13 @@ from queuekit.payloads import (
 from queuekit.processors import Processor
 from queuekit.queues import QueueName, QueueRegistry
 from queuekit.records import HealthReport, NewJob
+from queuekit.schedules import JobSchedulerInfo
 from queuekit.service import QueueService
 from queuekit.settings import (
     BackoffSettings,
     KeepJobs,
     QueuekitSettings,
+    ScheduleSettings,
     load_settings,
 )
 from queuekit.worker import QueueWorker
@@ -80,6 +82,7 @@ __all__ = [
     "JobOptions",
     "JobPayload",
     "JobResult",
+    "JobSchedulerInfo",
     "JobState",
     "JobTimeoutError",
     "KeepJobs",
@@ -98,6 +101,7 @@ __all__ = [
     "RateLimitExceededError",
     "RedisQueueService",
     "ReportJobData",
+    "ScheduleSettings",
     "SensitiveDataError",
     "ServerInfo",
     "ServiceClosedError",

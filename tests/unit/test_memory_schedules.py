@@ -107,3 +107,18 @@ async def test_the_schedulers_gauge_counts_per_queue() -> None:
     assert sample("queuekit_job_schedulers", {"queue": BANK}) == 2
     assert sample("queuekit_job_schedulers", {"queue": QueueName.REPORTS}) == 0
     await service.close()
+
+
+async def test_advance_returns_with_due_jobs_on_a_queue_without_worker() -> None:
+    service = InMemoryQueueService()
+    await service.add_job(QueueName.REPORTS, "later",
+                          {"userId": "u1", "reportType": "custom", "startDate": "2027-01-01",
+                           "endDate": "2027-01-02"}, {"delay": 1000})
+    await service.upsert_job_scheduler(BANK, "gone", every=60_000, data=SYNC)
+    await service.remove_job_scheduler(BANK, "gone")  # a removed run stays in the heap
+    start = service.clock.now_ms()
+    await asyncio.wait_for(service.advance(5000), timeout=2)
+    await asyncio.wait_for(service.advance(120_000), timeout=2)
+    assert service.clock.now_ms() - start >= 125_000
+    assert (await service.get_job_counts(QueueName.REPORTS))["delayed"] == 1  # not promoted
+    await service.close()

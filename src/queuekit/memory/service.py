@@ -100,13 +100,14 @@ class InMemoryQueueService(QueueService):
         try:
             while True:
                 await self._settle()
-                dues = [due for q in self._queues.values() if (due := q.next_due()) is not None]
+                # Only what falls due later: a due job of a queue without a worker stays
+                # due (and must not keep this loop from moving on).
+                now = self.clock.now_ms()
+                dues = [d for q in self._queues.values() if (d := q.next_due_after(now))]
                 due = min(dues, default=None)
                 if due is None or due > target:
                     break
-                now = self.clock.now_ms()
-                if due > now:
-                    self.clock.advance(due - now)
+                self.clock.advance(due - now)
                 self._notify_all()
             remaining = target - self.clock.now_ms()
             if remaining > 0:

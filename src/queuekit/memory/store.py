@@ -100,6 +100,12 @@ class MemoryQueue:
                 and job.scheduler is None]
         return min(dues, default=None)
 
+    def next_due_after(self, now: int) -> int | None:
+        """When the first delayed job due after ``now`` is due (removed ones skipped)."""
+        dues = [due for due, _, job_id in self.delayed if due > now
+                and (job := self.jobs.get(job_id)) is not None and job.state == "delayed"]
+        return min(dues, default=None)
+
     def enqueue(self, job: StoredJob, now: int, delay: int) -> None:
         """Put ``job`` in delayed, prioritized or waiting, as BullMQ would."""
         if delay > 0:
