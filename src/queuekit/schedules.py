@@ -180,6 +180,11 @@ class SchedulesMixin(abc.ABC):
                                      "run"))
         if start_ms is not None and end_ms is not None and end_ms <= start_ms:
             errors.append(FieldError("end_date", "must be after start_date"))
+        if (pattern is not None and end_ms is not None and not immediately
+                and not any(e.field in ("pattern", "tz", "end_date") for e in errors)
+                and next_cron_run(pattern, tz, self._now_ms(), start_ms) > end_ms):
+            errors.append(FieldError("end_date", "is before the pattern's first run: the "
+                                     "scheduler would never run"))
         if immediately and start_ms is not None:
             errors.append(FieldError("immediately", "cannot be combined with start_date"))
         if options is not None:

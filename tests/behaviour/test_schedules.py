@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -306,3 +307,36 @@ async def test_a_run_fetched_with_the_previous_completion_still_advances(
     release.set()
     await wait_runs(service, runs, 3, 200)
     assert len(set(runs[:3])) == 3
+
+
+def clock_ms(service: QueueService) -> int:
+    if isinstance(service, InMemoryQueueService):
+        return service.clock.now_ms()
+    return int(time.time() * 1000)
+
+
+async def test_end_date_stops_the_runs(service: QueueService) -> None:
+    runs: list[tuple[str, int]] = []
+    service.create_worker(BANK, recorder(service, "ends", runs))
+    # Runs are due at 0, 100, 200 and 300 ms; one at 400 would be after the end. The 80 ms
+    # margin covers the time between reading the clock here and the upsert's own clock.
+    end = clock_ms(service) + 380
+    info = await service.upsert_job_scheduler(BANK, "ends", every=100, end_date=end, data=SYNC)
+    assert info.end_date == end
+    await wait_runs(service, runs, 4, 100)
+    await elapse(service, 500)
+    assert len(runs) == 4
+    assert all(scheduled_ms(job_id) <= end for job_id, _ in runs)
+    assert await pending_runs(service, "ends") == []
+    stopped = await service.get_job_scheduler(BANK, "ends")
+    assert stopped is not None and stopped.next_run_at is None
+
+
+async def test_a_pattern_whose_first_run_is_after_end_date_is_refused(
+    service: QueueService,
+) -> None:
+    soon = clock_ms(service) + 60_000
+    with pytest.raises(PayloadValidationError, match="end_date"):
+        await service.upsert_job_scheduler(BANK, "never", pattern="0 3 1 1 *", end_date=soon,
+                                           data=SYNC)
+    assert await service.get_job_schedulers(BANK) == []

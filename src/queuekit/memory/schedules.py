@@ -141,6 +141,8 @@ class MemorySchedules:
         if spec.every is not None:
             nxt, _ = every_next(record.next_millis, spec.every, now, record.offset,
                                 spec.start_date)
+            if spec.end_date is not None and record.next_millis + spec.every > spec.end_date:
+                return
         else:
             assert spec.pattern is not None
             nxt = max(next_cron_run(spec.pattern, spec.tz, max(now, record.next_millis),

@@ -1,11 +1,12 @@
 """The bullmq package's worker machinery in queuekit's loop (``worker.engine: bullmq``).
 
 Fetching is bullmq's ``Worker.getNextJob`` (its marker wait, ``moveToActive``, and the
-job-scheduler step of ``nextJobFromJobData``), locks are renewed by bullmq's
-``LockManager``, stalled jobs are moved back by its stalled check, and jobs finish
-through bullmq's ``moveToCompleted`` / ``Job.moveToFailed``: two script calls per job,
-as bullmq's own worker does. Only the idle wait is changed, so that delays and backoffs
-are honoured to within a few ms (see :class:`_PreciseWorker`).
+job-scheduler step of ``nextJobFromJobData``, done by queuekit's ``SchedulerAdvancer``),
+locks are renewed by bullmq's ``LockManager``, stalled jobs are moved back by its
+stalled check, and jobs finish through bullmq's ``moveToCompleted`` /
+``Job.moveToFailed``: two script calls per job, as bullmq's own worker does. Only the
+idle wait is changed, so that delays and backoffs are honoured to within a few ms (see
+:class:`_PreciseWorker`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from bullmq.timer import Timer
 
 from queuekit.processors import Processor
 from queuekit.redis.breaker import UNAVAILABLE_ERRORS
-from queuekit.redis.schedules import job_scheduler
+from queuekit.redis.schedules import SchedulerAdvancer
 from queuekit.redis.wire import REDIS_TIMER_SLACK, bullmq_worker_options, worker_name
 from queuekit.redis.worker import RedisWorker
 
@@ -37,6 +38,11 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
     ``REDIS_TIMER_SLACK`` before the next delayed job is due, and the remainder is slept
     locally (bullmq rounds the wait up to whole seconds). Scripts, keys, locks: bullmq's.
     """
+
+    advance_scheduler: SchedulerAdvancer
+
+    async def _scheduleNextIteration(self, job: Any) -> None:  # noqa: N802 - overrides bullmq
+        await self.advance_scheduler(job)
 
     async def waitForJob(self) -> int:  # noqa: N802 - overrides bullmq
         block_until = int(self.blockUntil or 0)
@@ -71,8 +77,9 @@ class BullmqWorker(RedisWorker):
         options = bullmq_worker_options(self._worker_settings, self.prefix, concurrency,
                                         worker_name())
         self._bull: Any = _PreciseWorker(queue, None, {"connection": self._client, **options})
-        # bullmq's getNextJob advances job schedulers (nextJobFromJobData): on our cron step.
-        self._bull._job_scheduler = job_scheduler(self._bull)
+        # bullmq's getNextJob advances job schedulers (nextJobFromJobData): the same step
+        # as the fast engine's (queuekit's cron step and end_date check).
+        self._bull.advance_scheduler = SchedulerAdvancer(self._bull, queue)
         self._bull.on("error", self._on_error)
         self._bull.on("stalled", self._log_stalled)
         self._stalled_timer: Any = None

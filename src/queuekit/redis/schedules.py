@@ -51,7 +51,9 @@ def repeat_strategy(millis: int, opts: dict[str, Any]) -> int | None:
         return None
     if opts.get("immediately"):
         return int(time.time() * 1000)
-    return next_cron_run(pattern, opts.get("tz"), millis, _millis(opts.get("startDate")))
+    nxt = next_cron_run(pattern, opts.get("tz"), millis, _millis(opts.get("startDate")))
+    end = _millis(opts.get("endDate"))
+    return None if end is not None and nxt > end else nxt  # as cron-parser: none past it
 
 
 def job_scheduler(queue: Any) -> Any:
@@ -195,6 +197,11 @@ class SchedulerAdvancer:
         if not scheduler_id:
             return
         opts = job.opts or {}
+        repeat = opts.get("repeat") or {}
+        every, end = repeat.get("every"), _millis(repeat.get("endDate"))
+        due = str(job.id).rsplit(":", 1)[-1]  # repeat:<id>:<millis this run was due>
+        if every and end is not None and due.isdigit() and int(due) + int(every) > end:
+            return  # the next run would fall after end_date (bullmq's Lua would add it)
         try:
             await self._scheduler.upsertJobScheduler(
                 scheduler_id, opts.get("repeat"), job.name, job.data, opts,
