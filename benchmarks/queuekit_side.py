@@ -96,12 +96,13 @@ class QueuekitProducer:
             self._service.queue, [(JOB_NAME, _job_data(i)) for i in range(first, first + count)]
         )
 
-    async def add_schedulers(self, count: int, runs: int) -> None:
-        """``count`` job schedulers of ``runs`` runs each, 1 ms apart (the first is due now)."""
+    async def add_schedulers(self, count: int) -> None:
+        """``count`` hourly job schedulers: each one's first run is due now."""
         service = self._service.service
         for index in range(count):
-            await service.upsert_job_scheduler(self._service.queue, f"bench-{index}", every=1,
-                                               limit=runs, name=JOB_NAME, data=_job_data(index))
+            await service.upsert_job_scheduler(self._service.queue, f"bench-{index}",
+                                               every=3600_000, name=JOB_NAME,
+                                               data=_job_data(index))
 
     async def aclose(self) -> None:
         await self._service.close()

@@ -28,9 +28,6 @@ BULK_CHUNK: Final = 1000
 HIGH_CONCURRENCY: Final = 50
 RSS_CONCURRENCY: Final = 50
 LATENCY_WARMUP: Final = 20
-#: Runs per job scheduler in ``process_scheduled``: each run but the last advances its
-#: scheduler (BullMQ's updateJobScheduler), so 90 % of the runs pay for it.
-RUNS_PER_SCHEDULER: Final = 10
 
 SCENARIOS: Final = (
     "add_one",
@@ -303,18 +300,19 @@ class Suite:
     async def _process_scheduled(
         self, impl: Implementation, queue: str, result: ImplResult
     ) -> None:
-        """Like process c=50, but every job is a job scheduler's run: ``jobs / 10``
-        schedulers (``every`` 1 ms, ``limit`` 10) fill the queue, and the worker advances
-        each scheduler as it takes a run. Compare with ``process_c50``."""
+        """Like process c=50, but every job is a job scheduler's run: ``jobs`` hourly
+        schedulers fill the queue with their first runs, and the worker advances each
+        (BullMQ's ``updateJobScheduler``: the next run, delayed an hour) as it takes its
+        run. The worker is done when nothing waits or runs. Compare with process_c50."""
         preload = getattr(impl, "preload_scheduled", None)
         jobs = self._options.jobs
-        if preload is None or not await preload(queue, jobs, RUNS_PER_SCHEDULER):
+        if preload is None or not await preload(queue, jobs):
             log.info("%-9s %-14s not measured (no job schedulers on this side)", impl.key,
                      "process_scheduled")
             return
         report = await self._counted(
             result, "process_scheduled", jobs,
-            impl.run_worker_process(queue, jobs, HIGH_CONCURRENCY, []),
+            impl.run_worker_process(queue, jobs, HIGH_CONCURRENCY, [], delayed_remain=True),
         )
         if report.elapsed_s is None or report.processed < jobs or report.failed:
             raise RuntimeError(

@@ -79,7 +79,7 @@ class BullmqWorker(RedisWorker):
         self._bull: Any = _PreciseWorker(queue, None, {"connection": self._client, **options})
         # bullmq's getNextJob advances job schedulers (nextJobFromJobData): the same step
         # as the fast engine's (queuekit's cron step and end_date check).
-        self._bull.advance_scheduler = SchedulerAdvancer(self._bull, queue)
+        self._bull.advance_scheduler = SchedulerAdvancer(self._bull.backend.scripts, queue)
         self._bull.on("error", self._on_error)
         self._bull.on("stalled", self._log_stalled)
         self._stalled_timer: Any = None

@@ -65,7 +65,7 @@ class FastWorker(RedisWorker):
             "stalledInterval": settings.stalled_interval,
             "maxStalledCount": settings.max_stalled_count,
         })
-        self._advance = SchedulerAdvancer(self._host, queue, self._scripts_call)
+        self._advance = SchedulerAdvancer(self._scripts, queue, self._scripts_call)
         self._active_opts = {"lockDuration": settings.lock_duration, "limiter": None}
         self._complete_command = CompleteJobCommand(self._scripts, settings.lock_duration)
         self._lock_duration = settings.lock_duration
@@ -165,9 +165,9 @@ class FastWorker(RedisWorker):
         return job
 
     async def _fetched(self, job: Any) -> Any:
-        # A job scheduler's run (``rjk``; never a LeanJob) produces the next run when it
-        # becomes active, on both fetch paths, as Node's worker does.
-        if not isinstance(job, LeanJob):
+        # A job scheduler's run (``rjk``) produces the next run when it becomes active, on
+        # both fetch paths, as Node's worker does.
+        if job.repeatJobKey:
             await self._advance(job)
         return job
 

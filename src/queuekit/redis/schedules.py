@@ -15,7 +15,6 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -156,59 +155,81 @@ class RedisSchedules:
 ScriptCall = Callable[[str, list[str], list[Any]], Awaitable[Any]]
 
 
-class _PipelinedBackend:
-    """What bullmq's ``JobScheduler`` calls to advance a scheduler, sent through a
-    caller's script call (the fast engine's auto-pipeline) instead of its own round trip.
-    The keys and arguments are bullmq's ``Scripts.updateJobSchedulerNextMillis``."""
-
-    def __init__(self, scripts: Any, call: ScriptCall) -> None:
-        self._scripts = scripts
-        self._call = call
-
-    async def updateJobSchedulerNextMillis(  # noqa: N802 - bullmq's name
-            self, scheduler_id: str, next_millis: int, template_data: str,
-            delayed_job_opts: dict[str, Any], producer_id: str | None = None) -> Any:
-        scripts = self._scripts
-        keys = [*scripts.getKeys(list(UPDATE_SCHEDULER_KEYS)),
-                scripts.toKey(producer_id) if producer_id else "", scripts.keys["active"]]
-        args = [next_millis, scheduler_id, template_data,
-                msgpack.packb(scripts.encodeOpts(delayed_job_opts or {}), use_bin_type=True),
-                round(time.time() * 1000), scripts.keys[""], producer_id or ""]
-        return await self._call("updateJobScheduler", keys, args)
+def next_run_opts(scheduler_id: str, opts: dict[str, Any], due: int | None,
+                  now: int) -> tuple[int, dict[str, Any]] | None:
+    """What bullmq's ``JobScheduler.upsertJobScheduler(override=False)`` sends to
+    ``updateJobScheduler`` for the run after one with ``opts`` (due at ``due``): the next
+    millis (``every``: recomputed by the script) and the next run's options; None when
+    ``limit`` or ``end_date`` stop the scheduler."""
+    repeat = {k: v for k, v in (opts.get("repeat") or {}).items() if k != "immediately"}
+    every, limit = repeat.get("every"), repeat.get("limit")
+    count = int(repeat.get("count") or 0) + 1
+    if limit is not None and count > int(limit):
+        return None
+    end = _millis(repeat.get("endDate"))
+    if end is not None and (now > end or (every and due is not None
+                                          and due + int(every) > end)):
+        return None  # bullmq's Lua would add an `every` run past the end date
+    base = max(now, int(opts.get("prevMillis") or 0))
+    nxt: int | None = None
+    if repeat.get("pattern"):
+        nxt = repeat_strategy(base, repeat)
+        if nxt is None:
+            return None
+        nxt = max(nxt, base)
+    offset = repeat.get("offset") if every and repeat.get("offset") else None
+    base_next = nxt or base
+    merged_repeat = {**repeat, "offset": offset, "count": count,
+                     "startDate": _millis(repeat.get("startDate")), "endDate": end}
+    merged = {**opts, "jobId": f"repeat:{scheduler_id}:{base_next}",
+              "delay": max(base_next + (offset or 0) - now, 0), "timestamp": now,
+              "prevMillis": base_next, "repeatJobKey": scheduler_id,
+              "repeat": {k: v for k, v in merged_repeat.items() if v is not None}}
+    return base_next, merged
 
 
 class SchedulerAdvancer:
-    """Produce the next run of the scheduler of a fetched job (Node's worker does this in
-    ``nextJobFromJobData``, for jobs from ``moveToActive`` and from fetch-next).
+    """Produce the next run of the scheduler of a fetched job, as Node's worker does in
+    ``nextJobFromJobData`` (for jobs from ``moveToActive`` and from fetch-next): BullMQ's
+    ``updateJobScheduler`` with the run's id as producer id, so a retried run or a run
+    that is not the scheduler's current one produces nothing.
 
-    With ``call`` the script goes through it (the fast engine's auto-pipeline, batched
-    with the other slots' calls); otherwise through ``host``'s backend.
+    ``call`` sends the script (the fast engine: through its auto-pipeline, batched with
+    the other slots' calls); by default bullmq's own script object runs it.
     """
 
-    def __init__(self, host: Any, queue: str, call: ScriptCall | None = None) -> None:
-        if call is not None:
-            host = SimpleNamespace(backend=_PipelinedBackend(host.backend.scripts, call))
-        # bullmq's JobScheduler needs only ``.backend`` of its queue (and builds Jobs on it).
-        self._scheduler = job_scheduler(host)
+    def __init__(self, scripts: Any, queue: str, call: ScriptCall | None = None) -> None:
+        self._scripts = scripts
         self._queue = queue
+        self._call = call or self._direct
+
+    async def _direct(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return await self._scripts.commands[name](keys=keys, args=args)
 
     async def __call__(self, job: Any) -> None:
         scheduler_id = getattr(job, "repeatJobKey", None)
         if not scheduler_id:
             return
-        opts = job.opts or {}
-        repeat = opts.get("repeat") or {}
-        every, end = repeat.get("every"), _millis(repeat.get("endDate"))
-        due = str(job.id).rsplit(":", 1)[-1]  # repeat:<id>:<millis this run was due>
-        if every and end is not None and due.isdigit() and int(due) + int(every) > end:
-            return  # the next run would fall after end_date (bullmq's Lua would add it)
+        job_id = str(job.id)
+        due = job_id.rsplit(":", 1)[-1]  # repeat:<id>:<millis this run was due>
+        now = int(time.time() * 1000)
         try:
-            await self._scheduler.upsertJobScheduler(
-                scheduler_id, opts.get("repeat"), job.name, job.data, opts,
-                override=False, producer_id=job.id)
+            found = next_run_opts(scheduler_id, dict(job.opts or {}),
+                                  int(due) if due.isdigit() else None, now)
+            if found is None:
+                return
+            next_millis, opts = found
+            scripts = self._scripts
+            keys = [*scripts.getKeys(list(UPDATE_SCHEDULER_KEYS)), scripts.toKey(job_id),
+                    scripts.keys["active"]]
+            # ARGV[3] (the template data) is not read by the script: the hash has it.
+            args = [next_millis, scheduler_id, "{}",
+                    msgpack.packb(scripts.encodeOpts(opts), use_bin_type=True), now,
+                    scripts.keys[""], job_id]
+            await self._call("updateJobScheduler", keys, args)
         except Exception as exc:
             # As Node's worker: the fetched run still runs; the next one is not produced.
             log.error("job %s on %s: the next run of scheduler %s could not be added: %s",
-                      job.id, self._queue, scheduler_id, exc,
-                      extra={"queue": self._queue, "job_id": job.id,
+                      job_id, self._queue, scheduler_id, exc,
+                      extra={"queue": self._queue, "job_id": job_id,
                              "scheduler_id": scheduler_id})
