@@ -64,9 +64,11 @@ class Implementation(Protocol):
         ...
 
     async def run_worker_process(
-        self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int]
+        self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int],
+        delayed_remain: bool = False,
     ) -> WorkerReport:
-        """Process ``jobs`` pre-added jobs in a worker process of its own."""
+        """Process ``jobs`` pre-added jobs in a worker process of its own (with
+        ``delayed_remain``, delayed jobs may be left: job schedulers' next runs)."""
         ...
 
     async def latencies(self, queue: str, samples: int, warmup: int) -> dict[str, list[float]]:
@@ -114,8 +116,19 @@ class PythonImplementation:
         async with self._producer(queue) as producer:
             await measure.add_in_chunks(producer, jobs, chunk)
 
+    async def preload_scheduled(self, queue: str, jobs: int) -> bool:
+        """Fill ``queue`` with the first runs of ``jobs`` job schedulers (each then due
+        again in an hour); False if this side has no schedulers."""
+        async with self._producer(queue) as producer:
+            add = getattr(producer, "add_schedulers", None)
+            if add is None:
+                return False
+            await add(jobs)
+            return True
+
     def _worker(
-        self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int]
+        self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int],
+        delayed_remain: bool = False,
     ) -> JsonLineProcess:
         argv = [
             sys.executable,
@@ -135,13 +148,16 @@ class PythonImplementation:
             ",".join(str(n) for n in rss_checkpoints),
             "--loop",
             self._settings.loop,
+            *(["--delayed-remain"] if delayed_remain else []),
         ]
         return JsonLineProcess(argv, cwd=REPO_ROOT, env=python_env(), name=f"{self.key} worker")
 
     async def run_worker_process(
-        self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int]
+        self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int],
+        delayed_remain: bool = False,
     ) -> WorkerReport:
-        async with self._worker(queue, jobs, concurrency, rss_checkpoints) as worker:
+        async with self._worker(queue, jobs, concurrency, rss_checkpoints,
+                                delayed_remain) as worker:
             await worker.expect_event("ready", self._settings.ready_timeout_s)
             result = await worker.expect_event("result", worker_timeout(jobs))
         return WorkerReport.from_json(result)

@@ -183,13 +183,15 @@ async def run_worker(
     rss_checkpoints: frozenset[int],
     on_ready: Callable[[], None],
     until_stopped: Callable[[], Awaitable[None]],
+    delayed_remain: bool = False,
 ) -> WorkerReport:
     """Run ``session`` until ``expect`` jobs are finished (or, with ``expect == 0``, until
     ``until_stopped()`` returns) and report the time and memory.
 
     The clock starts just before the worker is started; the end is confirmed by the
-    queue's own counts (nothing waiting, active or delayed) once the processor has seen
-    the expected number of jobs.
+    queue's own counts (nothing waiting, active or delayed; with ``delayed_remain``
+    delayed jobs may stay: a job scheduler's next runs) once the processor has seen the
+    expected number of jobs.
     """
     report = WorkerReport(processed=0, rss_start=rss_bytes())
     all_seen = asyncio.Event()
@@ -208,7 +210,8 @@ async def run_worker(
         await all_seen.wait()
         while True:
             counts = await session.job_counts()
-            if counts.pending == 0:
+            left = counts.waiting + counts.active if delayed_remain else counts.pending
+            if left == 0:
                 break
             await asyncio.sleep(_IDLE_POLL_S)
         report.elapsed_s = time.perf_counter() - started

@@ -131,8 +131,11 @@ class NodeImplementation:
         return self._process("worker.mjs", arguments, "node worker")
 
     async def run_worker_process(
-        self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int]
+        self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int],
+        delayed_remain: bool = False,
     ) -> WorkerReport:
+        if delayed_remain:  # only the scheduler scenario asks, and Node has no side for it
+            raise NotImplementedError("the Node side measures no job schedulers")
         async with self._worker(queue, jobs, concurrency, rss_checkpoints) as worker:
             await worker.expect_event("ready", self._settings.ready_timeout_s)
             result = await worker.expect_event("result", worker_timeout(jobs))

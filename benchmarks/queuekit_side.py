@@ -96,6 +96,13 @@ class QueuekitProducer:
             self._service.queue, [(JOB_NAME, _job_data(i)) for i in range(first, first + count)]
         )
 
+    async def add_schedulers(self, count: int) -> None:
+        """``count`` hourly job schedulers: each one's first run is due now."""
+        service = self._service.service
+        for index in range(count):
+            await service.upsert_job_scheduler(self._service.queue, f"bench-{index}",
+                                               every=3600_000, name=JOB_NAME,
+                                               data=_job_data(index))
     async def wait_finished(self, job_id: str) -> None:
         info = await self._service.service.wait_for_job(self._service.queue, job_id, timeout=30)
         if str(info.state) != "completed":

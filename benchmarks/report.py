@@ -107,6 +107,8 @@ def _columns(result: SuiteResult) -> list[_Column]:
         _Column("bulk \u00d71000 (jobs/s)", _metric("add_bulk"), _rate, ("add_bulk",)),
         _Column("process c=1 (jobs/s)", _metric("process_c1"), _rate, ("process_c1",)),
         _Column("process c=50 (jobs/s)", _metric("process_c50"), _rate, ("process_c50",)),
+        _Column("scheduler-fed c=50 (jobs/s)", _metric("process_scheduled"), _rate,
+                ("process_scheduled",)),
         _Column("add→done p50 (ms)", _metric("latency_p50"), _ms, ("latency",)),
         _Column("add→done p99 (ms)", _metric("latency_p99"), _ms, ("latency",)),
         _Column("stream reader p50 (ms)", _metric("stream_p50"), _ms, ("latency",)),
@@ -171,6 +173,7 @@ _SCENARIO_TITLES = {
     "add_bulk": "bulk \u00d71000",
     "process_c1": "process c=1",
     "process_c50": "process c=50",
+    "process_scheduled": "scheduler-fed c=50",
 }
 
 
@@ -266,6 +269,7 @@ def spread_table(result: SuiteResult) -> list[str]:
         ("add_bulk", _rate),
         ("process_c1", _rate),
         ("process_c50", _rate),
+        ("process_scheduled", _rate),
         ("latency_p50", _ms),
         ("latency_p99", _ms),
         ("stream_p50", _ms),

@@ -36,6 +36,7 @@ SCENARIOS: Final = (
     "add_bulk",
     "process_c1",
     "process_c50",
+    "process_scheduled",
     "latency",
     "rss",
     "processes",
@@ -251,6 +252,7 @@ class Suite:
             ("add_bulk", self._add_bulk),
             ("process_c1", self._process_c1),
             ("process_c50", self._process_c50),
+            ("process_scheduled", self._process_scheduled),
             ("latency", self._latency),
             ("processes", self._processes),
         ]
@@ -334,6 +336,33 @@ class Suite:
 
     async def _process_c50(self, impl: Implementation, queue: str, result: ImplResult) -> None:
         await self._process(impl, queue, result, HIGH_CONCURRENCY, "process_c50")
+
+    async def _process_scheduled(
+        self, impl: Implementation, queue: str, result: ImplResult
+    ) -> None:
+        """Like process c=50, but every job is a job scheduler's run: ``jobs`` hourly
+        schedulers fill the queue with their first runs, and the worker advances each
+        (BullMQ's ``updateJobScheduler``: the next run, delayed an hour) as it takes its
+        run. The worker is done when nothing waits or runs. Compare with process_c50."""
+        preload = getattr(impl, "preload_scheduled", None)
+        jobs = self._options.jobs
+        if preload is None or not await preload(queue, jobs):
+            log.info("%-9s %-14s not measured (no job schedulers on this side)", impl.key,
+                     "process_scheduled")
+            return
+        report = await self._counted(
+            result, "process_scheduled", jobs,
+            impl.run_worker_process(queue, jobs, HIGH_CONCURRENCY, [], delayed_remain=True),
+        )
+        if report.elapsed_s is None or report.processed < jobs or report.failed:
+            raise RuntimeError(
+                f"worker processed {report.processed}/{jobs} jobs, {report.failed} failed"
+            )
+        self._rate(result, "process_scheduled", report.elapsed_s)
+        plain = result.median("process_c50")
+        if plain:
+            log.info("%-9s %-14s %.2f x process_c50", impl.key, "process_scheduled",
+                     self._options.jobs / report.elapsed_s / plain)
 
     async def _latency(self, impl: Implementation, queue: str, result: ImplResult) -> None:
         found = await impl.latencies(queue, self._options.latency_samples, LATENCY_WARMUP)

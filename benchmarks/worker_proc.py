@@ -43,6 +43,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--rss-at", default="", help="comma-separated job counts to sample RSS at")
     parser.add_argument("--loop", choices=get_args(LoopName), default="uvloop")
+    parser.add_argument("--delayed-remain", action="store_true",
+                        help="done once nothing waits or runs (job schedulers leave their "
+                             "next runs delayed)")
     return parser.parse_args(argv)
 
 
@@ -57,6 +60,7 @@ async def _main(args: argparse.Namespace) -> WorkerReport:
         rss_checkpoints=checkpoints,
         on_ready=lambda: _emit({"event": "ready"}),
         until_stopped=_stdin_closed,
+        delayed_remain=args.delayed_remain,
     )
 
 

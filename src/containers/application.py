@@ -24,6 +24,7 @@ from dependency_injector import containers, providers
 from containers.plugins import Injector, run_plugin_workers
 from containers.shared import SharedContainer
 from queuekit.runtime.plugins import load_plugins, plugin_registry
+from queuekit.runtime.schedules import schedules_resource
 
 
 async def _plugin_service(injector: Injector, name: str) -> Any:
@@ -51,6 +52,11 @@ class ApplicationContainer(containers.DeclarativeContainer):
         container.shared.registry.override(
             providers.Singleton(plugin_registry, plugins=container.plugins))
         return container
+
+    #: The declared job schedulers (``schedules:`` and the plugins'), upserted on start.
+    declared_schedules = providers.Resource(
+        schedules_resource, queue_service=shared.queue_service, plugins=plugins,
+        settings=shared.config)
 
     workers = providers.Resource(
         run_plugin_workers, container=__self__, queue_service=shared.queue_service,

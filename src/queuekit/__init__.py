@@ -41,11 +41,13 @@ from queuekit.payloads import (
 from queuekit.processors import Processor
 from queuekit.queues import QueueName, QueueRegistry
 from queuekit.records import HealthReport, NewJob
+from queuekit.schedules import JobSchedulerInfo
 from queuekit.service import QueueService
 from queuekit.settings import (
     BackoffSettings,
     KeepJobs,
     QueuekitSettings,
+    ScheduleSettings,
     load_settings,
 )
 from queuekit.worker import QueueWorker
@@ -91,6 +93,7 @@ __all__ = [
     "JobOptions",
     "JobPayload",
     "JobResult",
+    "JobSchedulerInfo",
     "JobState",
     "JobTimeoutError",
     "KeepJobs",
@@ -110,6 +113,7 @@ __all__ = [
     "RateLimitedError",
     "RedisQueueService",
     "ReportJobData",
+    "ScheduleSettings",
     "SensitiveDataError",
     "ServerInfo",
     "ServiceClosedError",

@@ -44,6 +44,7 @@ from queuekit.records import (
     PreparedJob,
     RawJob,
 )
+from queuekit.schedules import SchedulesMixin
 from queuekit.security import SensitiveKeyPolicy
 from queuekit.settings import QueuekitSettings, load_settings
 from queuekit.tracing import traced_add, traced_add_bulk, tracer
@@ -53,7 +54,8 @@ from queuekit.worker import QueueWorker
 log = logging.getLogger("queuekit")
 
 
-class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, abc.ABC):
+class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, SchedulesMixin,
+                   abc.ABC):
     """Named queues of background jobs: add jobs, run workers, read jobs back.
 
     Inject this type; the container provides the Redis implementation, and tests can

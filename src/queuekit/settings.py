@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -272,6 +273,31 @@ class SecuritySettings(_Section):
     )
 
 
+class ScheduleSettings(_Section):
+    """A job scheduler declared in configuration, upserted when the host starts.
+
+    Exactly one of ``every`` (ms) or ``pattern`` (cron; six fields have seconds first),
+    evaluated in ``tz`` (UTC when unset). ``data`` and ``options`` are the template of
+    every run, validated against the queue's payload model at start-up.
+    """
+
+    queue: str = Field(min_length=1, description="The queue the runs are added to.")
+    every: int | None = Field(default=None, ge=1, description="Milliseconds between runs.")
+    pattern: str | None = Field(default=None, description="A cron expression.")
+    tz: str | None = Field(default=None, description="IANA time zone of the pattern.")
+    name: str | None = Field(default=None, description="Job name (default: the id).")
+    data: dict[str, Any] = Field(default_factory=dict, description="The job payload.")
+    options: dict[str, Any] | None = Field(default=None, description="Job options.")
+    limit: int | None = Field(default=None, ge=1, description="At most this many runs.")
+    start_date: int | datetime | None = Field(default=None, description="No run before.")
+    end_date: int | datetime | None = Field(default=None, description="No run after.")
+    immediately: bool = Field(default=False, description="A pattern runs once at upsert.")
+
+    def upsert_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of ``upsert_job_scheduler`` (all but queue and id)."""
+        return self.model_dump(exclude={"queue"})
+
+
 class QueuekitSettings(BaseSettings):
     """All of queuekit's settings."""
 
@@ -293,6 +319,8 @@ class QueuekitSettings(BaseSettings):
     breaker: BreakerSettings = BreakerSettings()
     security: SecuritySettings = SecuritySettings()
     plugins: list[str] = Field(default_factory=list, description="Plugin modules to load.")
+    schedules: dict[str, ScheduleSettings] = Field(
+        default_factory=dict, description="Job schedulers by id, upserted at start-up.")
 
     @classmethod
     def settings_customise_sources(

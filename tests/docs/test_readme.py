@@ -145,6 +145,28 @@ async def test_events_snippet_sees_progress_then_completion() -> None:
     assert namespace["qs"].closed
 
 
+async def test_schedules_snippet_runs_a_week_in_memory() -> None:
+    namespace = await run("Schedules", {})
+    assert namespace["nightly"].pattern == "0 3 * * *"
+    assert namespace["every_6h"].limit == 10
+    assert namespace["qs"].closed
+
+
+async def test_schedules_yaml_snippet_is_a_valid_declaration() -> None:
+    import yaml
+
+    from queuekit.testing import InMemoryQueueService
+
+    text = README.read_text()
+    section = re.search(r"^## Schedules\n(.*?)(?=^## )", text, re.M | re.S)
+    assert section
+    [block] = re.findall(r"^```yaml\n(.*?)^```", section.group(1), re.M | re.S)
+    settings = load_settings(backend="memory", **yaml.safe_load(block))
+    qs = InMemoryQueueService(settings)
+    [info] = await qs.sync_declared_schedules(settings.schedules)
+    assert (info.id, info.tz, info.name) == ("nightly-sync", "Europe/Berlin",
+                                             "sync-transactions")
+    await qs.close()
 async def test_deduplication_snippet_keeps_one_job_and_the_last_payload() -> None:
     namespace = await run("Deduplication", {})
     qs = namespace["qs"]

@@ -245,3 +245,14 @@ class NodeRunner:
         """Stop every process started here that still runs (each by its own pid)."""
         for child in self._started:
             await child.stop()
+
+    async def schedulers(self, prefix: str, queue: str, *,
+                         upsert: list[dict[str, Any]] | None = None,
+                         remove: list[str] | None = None) -> dict[str, Any]:
+        """Upsert ({id, repeat, template}) and remove job schedulers with Node BullMQ; its
+        ``getJobSchedulers()`` afterwards (``{"upserted", "removed", "schedulers"}``)."""
+        script = await self.start("schedulers.mjs", prefix=prefix, queue=queue,
+                                  upsert=upsert or [], remove=remove or [])
+        answer = await script.expect("schedulers")
+        assert await script.wait(START_TIMEOUT) == 0
+        return answer

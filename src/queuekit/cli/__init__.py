@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from queuekit.cli import controls, dashboard
+from queuekit.cli import controls, dashboard, schedules
 from queuekit.cli.ops import add_commands
 from queuekit.demo.run import format_table, run_demo
 from queuekit.errors import QueuekitError
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_dashboard_options(demo)
     demo.set_defaults(func=_demo)
     add_commands(sub)
+    schedules.add_commands(sub)
     controls.add_commands(sub)
     dashboard.add_commands(sub)
     return parser

@@ -106,7 +106,7 @@ class Reader:
     async def schedulers(self, queue: str) -> list[Any]:
         if not self.supports("get_job_schedulers"):
             return []
-        return list(await self.service.get_job_schedulers(queue))  # type: ignore[attr-defined]
+        return list(await self.service.get_job_schedulers(queue))
 
     def _view(self, info: JobInfo) -> JobView:
         result = None if info.return_value is None else pretty(

@@ -20,6 +20,7 @@ from queuekit.memory.clock import VirtualClock
 from queuekit.memory.controls import MemoryControls
 from queuekit.memory.flows import MemoryFlows
 from queuekit.memory.ratelimit import MemoryRateLimiter
+from queuekit.memory.schedules import MemorySchedules
 from queuekit.memory.store import MemoryEventStream, MemoryQueue, StoredJob, copy_json
 from queuekit.memory.waiters import QueueChangeWatch
 from queuekit.memory.worker import MemoryWorker
@@ -27,6 +28,7 @@ from queuekit.processors import Processor
 from queuekit.queues import QueueRegistry
 from queuekit.ratelimit import RateLimiter
 from queuekit.records import PreparedJob, RawJob
+from queuekit.schedules import JobSchedulerInfo, SchedulerSpec
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
 from queuekit.worker import BaseWorker, QueueWorker
@@ -36,6 +38,10 @@ log = logging.getLogger("queuekit.memory")
 #: Loop turns an idle worker lets pass before the clock jumps, so that a caller that
 #: is about to add a job or a processor that is about to finish gets there first.
 _SETTLE_TURNS = 8
+
+
+def _earliest(*times: int | None) -> int | None:
+    return min((t for t in times if t is not None), default=None)
 
 
 class InMemoryQueueService(QueueService):
@@ -55,6 +61,8 @@ class InMemoryQueueService(QueueService):
         self.clock = clock or VirtualClock()
         self.autojump = autojump
         self._queues: dict[str, MemoryQueue] = {}
+        self.schedules = MemorySchedules(self)
+        self._advancing = False
         self._controls = MemoryControls(self)
         self.flows = MemoryFlows(self)
 
@@ -83,12 +91,78 @@ class InMemoryQueueService(QueueService):
         if queue.next_due(now) != due or queue.runnable(now):
             return
         now = self.clock.now_ms()
-        if self.autojump and not self._busy() and due > now:
-            self.clock.advance(due - now)
+        # Never jump to a scheduler's run: an endless schedule would spin the clock.
+        jump = _earliest(queue.next_plain_due(), self._limit_end(queue, now))
+        if (self.autojump and not self._advancing and not self._busy() and jump is not None
+                and jump > now):
+            self.clock.advance(jump - now)
             for other in self._queues.values():  # their waits were computed on the old time
                 other.notify()
             return
         await queue.changed(max(0.0, (due - now) / 1000))
+
+    async def advance(self, ms: float) -> None:
+        """Move the clock ``ms`` forward, running every job that falls due on the way in
+        order (scheduler runs, delayed jobs, retry backoffs), then return once the
+        workers are idle. Queues without a running worker keep their due jobs waiting."""
+        if ms < 0:
+            raise ValueError(f"a clock only moves forward; got {ms} ms")
+        target = self.clock.now_ms() + ms
+        self._advancing = True
+        try:
+            while True:
+                await self._settle()
+                # Only what falls due later: a due job of a queue without a worker stays
+                # due (and must not keep this loop from moving on).
+                now = self.clock.now_ms()
+                due = _earliest(*(_earliest(q.next_due_after(now), self._limit_end(q, now))
+                                  for q in self._queues.values()))
+                if due is None or due > target:
+                    break
+                self.clock.advance(due - now)
+                self._notify_all()
+            remaining = target - self.clock.now_ms()
+            if remaining > 0:
+                self.clock.advance(remaining)
+            self._notify_all()
+            await self._settle()
+        finally:
+            self._advancing = False
+
+    def _notify_all(self) -> None:
+        for queue in self._queues.values():
+            queue.notify()
+
+    async def _settle(self) -> None:
+        """Return when no worker has a job running or a job it could take now."""
+        turns = 0
+        while True:
+            for _ in range(_SETTLE_TURNS):
+                await asyncio.sleep(0)
+            if not self._has_work():
+                return
+            turns += 1
+            if turns > 1000:  # a processor awaiting real I/O: stop burning the CPU
+                await asyncio.sleep(0.001)
+
+    def _has_work(self) -> bool:
+        now = self.clock.now_ms()
+        for name, queue in self._queues.items():
+            if queue.active:
+                return True
+            worker = self._workers.get(name)
+            due = queue.next_due(now)
+            if worker is not None and worker.running and (
+                    queue.runnable(now) or (due is not None and due <= now)):
+                return True
+        return False
+
+    @staticmethod
+    def _limit_end(queue: MemoryQueue, now: int) -> int | None:
+        """When a rate limit holding back waiting jobs ends (None when none does)."""
+        if not (queue.waiting or queue.prioritized):
+            return None
+        return queue.limit_end(now) or None
 
     def _store(self, job: PreparedJob, job_id: str | None = None) -> str:
         queue = self.queue_store(job.queue)
@@ -180,6 +254,25 @@ class InMemoryQueueService(QueueService):
 
     def _make_rate_limiter(self) -> RateLimiter:
         return MemoryRateLimiter(self.settings.security.rate_limits, self.clock.now_ms)
+
+    async def _upsert_job_scheduler(self, spec: SchedulerSpec) -> JobSchedulerInfo:
+        return self.schedules.upsert(spec)
+
+    async def _get_job_schedulers(self, queue: str) -> list[JobSchedulerInfo]:
+        return self.schedules.get_all(queue)
+
+    async def _get_job_scheduler(self, queue: str, scheduler_id: str) -> JobSchedulerInfo | None:
+        return self.schedules.get(queue, scheduler_id)
+
+    async def _remove_job_scheduler(self, queue: str, scheduler_id: str) -> bool:
+        return self.schedules.remove(queue, scheduler_id)
+
+    async def _declared_schedulers(self) -> set[tuple[str, str]]:
+        return set(self.schedules.declared)
+
+    async def _record_declared(self, current: set[tuple[str, str]],
+                               stale: set[tuple[str, str]]) -> None:
+        self.schedules.declared = (self.schedules.declared | current) - stale
 
     def _event_stream(self, queue: str) -> EventStream:
         return MemoryEventStream(self.queue_store(queue))

@@ -48,6 +48,8 @@ class StoredJob:
     processed_on: int = 0
     finished_on: int = 0
     logs: list[str] = field(default_factory=list)
+    scheduler: str | None = None  # the job scheduler whose run this is (BullMQ's rjk)
+    repeat_count: int = 0  # which run of its scheduler (BullMQ's opts.repeat.count)
     parent: tuple[str, str] | None = None  # flows: (queue, id) of the parent
     deps: FlowDeps | None = None  # flows: set on a parent
     deferred_failure: str | None = None  # flows: a failed child failed this parent
@@ -187,6 +189,19 @@ class MemoryQueue:
             setattr(self, name, entries)
         self.release_dedup(job, finished=False)
         return job
+
+    def next_plain_due(self) -> int | None:
+        """When the first delayed job that is not a scheduler's run is due."""
+        dues = [due for due, _, job_id in self.delayed
+                if (job := self.jobs.get(job_id)) is not None and job.state == "delayed"
+                and job.scheduler is None]
+        return min(dues, default=None)
+
+    def next_due_after(self, now: int) -> int | None:
+        """When the first delayed job due after ``now`` is due (removed ones skipped)."""
+        dues = [due for due, _, job_id in self.delayed if due > now
+                and (job := self.jobs.get(job_id)) is not None and job.state == "delayed"]
+        return min(dues, default=None)
 
     def enqueue(self, job: StoredJob, now: int, delay: int) -> None:
         """Put ``job`` in delayed, prioritized or waiting, as BullMQ would."""

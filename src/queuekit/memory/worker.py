@@ -57,6 +57,7 @@ class MemoryWorker(BaseWorker[StoredJob]):
                 job.processed_on = clock.now_ms()
                 self._queue.active.add(job.id)
                 self._queue.emit(EventType.ACTIVE, job)
+                self._memory.schedules.on_fetched(self._queue, job)
                 return job
             await self._memory.wait_for_work(self._queue)
         return None

@@ -1,11 +1,12 @@
 """The bullmq package's worker machinery in queuekit's loop (``worker.engine: bullmq``).
 
 Fetching is bullmq's ``Worker.getNextJob`` (its marker wait, ``moveToActive``, and the
-job-scheduler step of ``nextJobFromJobData``), locks are renewed by bullmq's
-``LockManager``, stalled jobs are moved back by its stalled check, and jobs finish
-through bullmq's ``moveToCompleted`` / ``Job.moveToFailed``: two script calls per job,
-as bullmq's own worker does. Only the idle wait is changed, so that delays and backoffs
-are honoured to within a few ms (see :class:`_PreciseWorker`).
+job-scheduler step of ``nextJobFromJobData``, done by queuekit's ``SchedulerAdvancer``),
+locks are renewed by bullmq's ``LockManager``, stalled jobs are moved back by its
+stalled check, and jobs finish through bullmq's ``moveToCompleted`` /
+``Job.moveToFailed``: two script calls per job, as bullmq's own worker does. Only the
+idle wait is changed, so that delays and backoffs are honoured to within a few ms (see
+:class:`_PreciseWorker`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bullmq.timer import Timer
 
 from queuekit.processors import Processor
 from queuekit.redis.breaker import UNAVAILABLE_ERRORS
+from queuekit.redis.schedules import SchedulerAdvancer
 from queuekit.redis.wire import REDIS_TIMER_SLACK, bullmq_worker_options, worker_name
 from queuekit.redis.worker import RedisWorker
 from queuekit.worker import Failure
@@ -44,6 +46,10 @@ class _PreciseWorker(bullmq.Worker):  # type: ignore[misc]
     locally (bullmq rounds the wait up to whole seconds). Scripts, keys, locks: bullmq's.
     """
 
+    advance_scheduler: SchedulerAdvancer
+
+    async def _scheduleNextIteration(self, job: Any) -> None:  # noqa: N802 - overrides bullmq
+        await self.advance_scheduler(job)
     #: Set by the engine: wait out a rate limit before ``moveToActive`` (a job put back
     #: by a rate limit wakes the marker wait).
     hold: Callable[[], Awaitable[None]] = staticmethod(_no_hold)
@@ -83,6 +89,9 @@ class BullmqWorker(RedisWorker):
         options = bullmq_worker_options(self._worker_settings, self.prefix, concurrency,
                                         worker_name(), queue)
         self._bull: Any = _PreciseWorker(queue, None, {"connection": self._client, **options})
+        # bullmq's getNextJob advances job schedulers (nextJobFromJobData): the same step
+        # as the fast engine's (queuekit's cron step and end_date check).
+        self._bull.advance_scheduler = SchedulerAdvancer(self._bull.backend.scripts, queue)
         self._bull.hold = self._wait_out_limit
         self._bull.on("error", self._on_error)
         self._bull.on("stalled", self._log_stalled)

@@ -32,6 +32,7 @@ from queuekit.redis.commands import CompleteJobCommand
 from queuekit.redis.jobs import JobHost, LeanJob
 from queuekit.redis.keys import MOVE_TO_ACTIVE_KEYS, worker_client_name
 from queuekit.redis.pipeline import AutoPipeline
+from queuekit.redis.schedules import SchedulerAdvancer
 from queuekit.redis.wire import MAX_BLOCK, REDIS_TIMER_SLACK, worker_name
 from queuekit.redis.worker import RedisWorker
 
@@ -65,6 +66,7 @@ class FastWorker(RedisWorker):
             "maxStalledCount": settings.max_stalled_count,
             "limiter": self._limiter,
         })
+        self._advance = SchedulerAdvancer(self._scripts, queue, self._scripts_call)
         self._active_opts = {"lockDuration": settings.lock_duration, "limiter": self._limiter}
         self._complete_command = CompleteJobCommand(self._scripts, settings.lock_duration,
                                                     self._limiter)
@@ -116,7 +118,7 @@ class FastWorker(RedisWorker):
                 continue
             if data:
                 self._drained = False
-                return self._job(data, job_id, token)
+                return await self._fetched(self._job(data, job_id, token))
             if self._rate_limited_for(limit_ttl):
                 continue
             self._drained = True
@@ -178,6 +180,13 @@ class FastWorker(RedisWorker):
         job.token = token
         return job
 
+    async def _fetched(self, job: Any) -> Any:
+        # A job scheduler's run (``rjk``) produces the next run when it becomes active, on
+        # both fetch paths, as Node's worker does.
+        if job.repeatJobKey:
+            await self._advance(job)
+        return job
+
     # -- finishing -----------------------------------------------------------------------
 
     async def _complete(self, job: Any, value: Any) -> Any:
@@ -207,7 +216,7 @@ class FastWorker(RedisWorker):
         self._log_completed(job.id)
         data, next_id, limit_ttl, delay_until = raw2NextJobData(raw)
         if data and not self._closing:
-            return self._job(data, next_id, token)
+            return await self._fetched(self._job(data, next_id, token))
         if not data and not self._rate_limited_for(limit_ttl):
             self._drained = True
             self._block_until = int(delay_until or 0)

@@ -65,8 +65,8 @@ class JobHost:
 
 #: Fields of a job hash (and of its encoded options) that need bullmq's own ``Job``:
 #: flows (parents), job schedulers, deduplication. Such jobs take bullmq's path.
-BULL_ONLY_FIELDS = ("parentKey", "parent", "rjk")
-BULL_ONLY_OPTS = ("fpof", "cpof", "idof", "rdof", "parent", "repeat", "de")
+BULL_ONLY_FIELDS = ("parentKey", "parent")
+BULL_ONLY_OPTS = ("fpof", "cpof", "idof", "rdof", "parent", "de")
 
 
 class LeanJob:
@@ -78,8 +78,8 @@ class LeanJob:
 
     __slots__ = ("_bull", "_host", "attempts", "attemptsMade", "data", "deferredFailure",
                  "delay", "failedReason", "finishedOn", "id", "name", "opts", "priority",
-                 "processedOn", "progress", "raw", "returnvalue", "stalledCounter",
-                 "timestamp", "token")
+                 "processedOn", "progress", "raw", "repeatJobKey", "returnvalue",
+                 "stalledCounter", "timestamp", "token")
 
     def __init__(self, host: JobHost, raw: dict[str, Any], job_id: str, token: str) -> None:
         self._host = host
@@ -102,6 +102,7 @@ class LeanJob:
         self.stalledCounter = int(raw.get("stc") or 0)
         self.failedReason = raw.get("failedReason")
         self.returnvalue = None
+        self.repeatJobKey = raw.get("rjk")  # the job scheduler whose run this is
 
     @staticmethod
     def fits(raw: dict[str, Any]) -> bool:

@@ -24,6 +24,9 @@ MOVE_TO_ACTIVE_KEYS = ("wait", "active", "prioritized", "events", "stalled", "li
 #: metrics key and the marker follow).
 MOVE_TO_FINISHED_KEYS = ("wait", "active", "prioritized", "events", "stalled", "limiter",
                          "delayed", "paused", "meta", "pc", "completed")
+#: ``KEYS`` of ``updateJobScheduler`` (the producer's job key and ``active`` follow).
+UPDATE_SCHEDULER_KEYS = ("repeat", "delayed", "wait", "paused", "meta", "prioritized",
+                         "marker", "id", "events", "pc")
 #: ``KEYS`` of ``moveJobFromActiveToWait`` (a rate-limited job back to wait).
 MOVE_ACTIVE_TO_WAIT_KEYS = ("active", "wait", "stalled", "paused", "meta", "limiter",
                             "prioritized", "marker", "events")
@@ -78,6 +81,18 @@ def rate_limit_key(prefix: str, queue: str, user_id: str) -> str:
     return f"{prefix}:qk:rate:{queue}:{user_id}"
 
 
+#: BullMQ's sorted set of a queue's job schedulers (member: id, score: next run in ms).
+REPEAT = "repeat"
+
+
+def scheduler_key(prefix: str, queue: str, scheduler_id: str) -> str:
+    """BullMQ's hash of one job scheduler (its spec, template and iteration count)."""
+    return f"{queue_key(prefix, queue, REPEAT)}:{scheduler_id}"
+
+
+def declared_schedules_key(prefix: str) -> str:
+    """queuekit's set of the schedulers declared in configuration (``<queue>:<id>``)."""
+    return f"{prefix}:qk:schedules:declared"
 def dedup_key(prefix: str, queue: str, dedup_id: str) -> str:
     """BullMQ's deduplication key: holds the id of the job that owns ``dedup_id``."""
     return queue_key(prefix, queue, f"de:{dedup_id}")

@@ -42,9 +42,11 @@ from queuekit.redis.keys import (
 )
 from queuekit.redis.pipeline import AutoPipeline
 from queuekit.redis.ratelimit import RedisRateLimiter
+from queuekit.redis.schedules import RedisSchedules
 from queuekit.redis.waiters import JobWaiters
 from queuekit.redis.wire import bullmq_options, with_trace_metadata
 from queuekit.redis.worker import RedisWorker
+from queuekit.schedules import JobSchedulerInfo, SchedulerSpec
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
 from queuekit.worker import QueueWorker
@@ -85,6 +87,7 @@ class RedisQueueService(QueueService):
                                   timeout=self.settings.redis.socket_timeout)
         self._add_commands: dict[str, AddJobCommand] = {}
         self._default_wire_options = bullmq_options(self._default_options)
+        self._schedules = RedisSchedules(self)
         self._controls = RedisControls(self)
         self.flows = RedisFlows(self)
         self._waiters = JobWaiters(self.connection.worker_client,
@@ -173,6 +176,25 @@ class RedisQueueService(QueueService):
         # successful call and reset (or, half-open, close) the breaker without Redis.
         if jobs[0].queue in self.settings.security.rate_limits:
             await self.breaker.call(lambda: super(RedisQueueService, self)._admit(jobs))
+
+    async def _upsert_job_scheduler(self, spec: SchedulerSpec) -> JobSchedulerInfo:
+        return await self._schedules.upsert(spec)
+
+    async def _get_job_schedulers(self, queue: str) -> list[JobSchedulerInfo]:
+        return await self._schedules.get_all(queue)
+
+    async def _get_job_scheduler(self, queue: str, scheduler_id: str) -> JobSchedulerInfo | None:
+        return await self._schedules.get(queue, scheduler_id)
+
+    async def _remove_job_scheduler(self, queue: str, scheduler_id: str) -> bool:
+        return await self._schedules.remove(queue, scheduler_id)
+
+    async def _declared_schedulers(self) -> set[tuple[str, str]]:
+        return await self._schedules.declared()
+
+    async def _record_declared(self, current: set[tuple[str, str]],
+                               stale: set[tuple[str, str]]) -> None:
+        await self._schedules.record_declared(current, stale)
 
     def _event_stream(self, queue: str) -> EventStream:
         return RedisEventStream(self, queue)

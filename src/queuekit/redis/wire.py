@@ -177,3 +177,28 @@ def bullmq_worker_options(settings: WorkerSettings, prefix: str, concurrency: in
         "name": name,
         "autorun": False,
     }
+
+
+def repeat_options(every: int | None, pattern: str | None, tz: str | None, limit: int | None,
+                   start_date: int | None, end_date: int | None,
+                   immediately: bool) -> dict[str, Any]:
+    """BullMQ's ``RepeatOptions`` of a job scheduler (only the fields that are set)."""
+    opts: dict[str, Any] = {"every": every, "pattern": pattern, "tz": tz, "limit": limit,
+                            "startDate": start_date, "endDate": end_date}
+    if immediately:
+        opts["immediately"] = True
+    return {key: value for key, value in opts.items() if value is not None}
+
+
+def scheduler_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The snake_case fields of a scheduler record as BullMQ's ``getJobScheduler(s)``
+    returns it (``key``, ``iterationCount``, ``next``, ``template.data`` ...)."""
+    template = record.get("template") or {}
+    return {
+        "id": str(record["key"]), "name": str(record.get("name") or record["key"]),
+        "every": record.get("every"), "pattern": record.get("pattern"),
+        "tz": record.get("tz"), "limit": record.get("limit"),
+        "iteration_count": int(record.get("iterationCount") or 0),
+        "next_run_at": record.get("next"), "start_date": record.get("startDate"),
+        "end_date": record.get("endDate"), "data": template.get("data", {}),
+    }

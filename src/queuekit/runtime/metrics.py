@@ -4,7 +4,8 @@
 - ``queuekit_jobs_failed_total{queue}``: attempts whose processor raised (retried or not);
 - ``queuekit_job_duration_seconds{queue}``: a histogram of processing time, both outcomes;
 - ``queuekit_queue_jobs{queue,state}``: jobs per state (waiting, active, delayed, ...),
-  refreshed by a background task every few seconds.
+  refreshed by a background task every few seconds;
+- ``queuekit_job_schedulers{queue}``: job schedulers per queue, refreshed with the depths.
 
 Counters and the histogram are updated in the worker's own coroutine (no I/O); the depth
 refresh awaits the queue service like any other caller; the HTTP server runs in a thread
@@ -51,6 +52,9 @@ class WorkerMetrics:
         self.depth = Gauge("queuekit_queue_jobs", "Jobs in the queue per state.",
                            ["queue", "state"], registry=self.registry,
                            multiprocess_mode="livemostrecent")
+        self.schedulers = Gauge("queuekit_job_schedulers", "Job schedulers per queue.",
+                                ["queue"], registry=self.registry,
+                                multiprocess_mode="livemostrecent")
 
     def job_started(self, job: JobContext[Any]) -> None:
         """Nothing to count yet."""
@@ -73,11 +77,14 @@ class WorkerMetrics:
             self.duration.labels(queue)
 
     async def refresh_depth(self, service: QueueService, queues: Sequence[str]) -> None:
-        """Read the job counts of ``queues`` once, concurrently, into the depth gauge."""
+        """Read the job counts and scheduler counts of ``queues`` once, concurrently, into
+        the depth and scheduler gauges."""
         counts = await asyncio.gather(*(service.get_job_counts(q) for q in queues))
-        for queue, by_state in zip(queues, counts, strict=True):
+        schedulers = await asyncio.gather(*(service.get_job_schedulers(q) for q in queues))
+        for queue, by_state, found in zip(queues, counts, schedulers, strict=True):
             for state in COUNT_STATES:
                 self.depth.labels(queue, state).set(by_state.get(state, 0))
+            self.schedulers.labels(queue).set(len(found))
 
     async def refresh_forever(self, service: QueueService, queues: Sequence[str],
                               interval: float, stop: asyncio.Event) -> None:

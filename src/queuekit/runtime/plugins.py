@@ -7,6 +7,8 @@ A plugin module defines a module-level ``plugin``::
         queues={"greetings": GreetingJobData},      # new queues and their payload models
         processors=[GreetingProcessor],             # WorkerHost classes or FunctionProcessor
         services={"greeter": Greeter},              # what the processors take, by name
+        schedules={"hourly-greeting": {"queue": "greetings", "every": 3600_000,
+                                       "data": {"name": "world"}}},   # job schedulers
     )
 
 The host loads the modules named in the configuration (``plugins: [my_app.greetings]``)
@@ -25,11 +27,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from queuekit.errors import ConfigurationError
 from queuekit.payloads import JobPayload
 from queuekit.processors import Processor, ProcessorSpec, queue_of
 from queuekit.queues import QueueRegistry
-from queuekit.settings import QueuekitSettings
+from queuekit.settings import QueuekitSettings, ScheduleSettings
 
 log = logging.getLogger("queuekit.plugins")
 
@@ -48,17 +52,22 @@ class Plugin:
     :class:`~queuekit.processors.FunctionProcessor` s. ``queues``: the queues this plugin
     adds, with their payload models. ``services``: factories of objects the processors
     take by name that the container does not provide (built once per host, their own
-    arguments injected the same way).
+    arguments injected the same way). ``schedules``: job schedulers by id (as the
+    configuration's ``schedules:``), upserted when the host starts.
     """
 
     name: str
     processors: Sequence[ProcessorSpec] = ()
     queues: Mapping[str, type[JobPayload]] = field(default_factory=dict)
     services: Mapping[str, Callable[..., object]] = field(default_factory=dict)
+    schedules: Mapping[str, ScheduleSettings | Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigurationError("a plugin needs a non-empty name")
+        object.__setattr__(self, "schedules", {  # frozen: validated once, here
+            scheduler_id: _schedule(self.name, scheduler_id, entry)
+            for scheduler_id, entry in self.schedules.items()})
         for spec in self.processors:
             queue_of(spec)  # refuses anything that is not a processor, naming it
 
@@ -72,6 +81,16 @@ class ProcessorBinding:
     concurrency: int | None
     plugin: str
     name: str
+
+
+def _schedule(plugin: str, scheduler_id: str,
+              entry: ScheduleSettings | Mapping[str, Any]) -> ScheduleSettings:
+    if isinstance(entry, ScheduleSettings):
+        return entry
+    try:
+        return ScheduleSettings.model_validate(dict(entry))
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise ConfigurationError(f"plugin {plugin!r}: schedules.{scheduler_id}: {exc}") from None
 
 
 class PluginSet:
@@ -138,6 +157,23 @@ class PluginSet:
             if name in plugin.services:
                 return plugin.services[name]
         return None
+
+    def schedules(self, settings: QueuekitSettings) -> dict[str, ScheduleSettings]:
+        """The declared job schedulers: the plugins', then the configuration's
+        ``schedules:`` (which may redefine a plugin's, by id). Two plugins declaring the
+        same id is a :class:`ConfigurationError`."""
+        declared: dict[str, ScheduleSettings] = {}
+        owners: dict[str, str] = {}
+        for plugin in self.plugins:
+            for scheduler_id, entry in plugin.schedules.items():
+                if scheduler_id in owners:
+                    raise ConfigurationError(
+                        f"job scheduler {scheduler_id!r} is declared by plugins "
+                        f"{owners[scheduler_id]!r} and {plugin.name!r}; rename one of them")
+                owners[scheduler_id] = plugin.name
+                declared[scheduler_id] = _schedule(plugin.name, scheduler_id, entry)
+        declared.update(settings.schedules)
+        return declared
 
     def register_queues(self, registry: QueueRegistry) -> QueueRegistry:
         """Register every plugin queue in ``registry`` (again is fine); return it."""

@@ -159,6 +159,7 @@ async def run_workers(
         async with open_host(settings, lambda plugins: served_queues(settings, plugins)) \
                 as host:
             queues = served_queues(settings, host.plugins)
+            await host.get("declared_schedules")  # upserted before the first worker runs
             bindings = await host.processors(queues)
             observers: list[JobObserver] = [JobStateLogger(state_log)]
             metrics: WorkerMetrics | None = None
