@@ -115,6 +115,7 @@ class FakeConnection:
         self.sent.extend(packed)
 
     async def read_response(self) -> Any:
+        await asyncio.sleep(0)  # as on a socket: the reply arrives after the loop turns
         reply = self.replies.pop(0)
         if isinstance(reply, BaseException):
             raise reply

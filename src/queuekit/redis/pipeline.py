@@ -37,6 +37,7 @@ class AutoPipeline:
         self._pending: Pending = []
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
+        self._inline = 0  # lone commands being sent by their own caller
         self._idle: list[AbstractConnection] = []
         self.batches = 0
         self.commands = 0
@@ -45,10 +46,17 @@ class AutoPipeline:
         """Queue one command for the next batch and await its reply."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending and not self._sending and not self._inline:
+            # Nothing in flight: the caller sends its command itself, with no task and
+            # no extra loop turn; callers arriving meanwhile gather into the next batch.
+            self._inline += 1
+            try:
+                await self._send([(args, future)])
+            finally:
+                self._inline -= 1
+            return future.result()
         self._pending.append((args, future))
-        if len(self._pending) >= self._max_batch or not self._sending:
-            # Nothing in flight: send now (a lone caller pays no extra loop turn); while a
-            # batch is in flight, later callers gather into the next one.
+        if len(self._pending) >= self._max_batch or not (self._sending or self._inline):
             self._flush()
         elif not self._scheduled:
             self._scheduled = True
