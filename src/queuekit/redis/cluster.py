@@ -1,0 +1,156 @@
+"""Redis Cluster clients (``redis.cluster: true``).
+
+redis-py's :class:`RedisCluster` routes each command by the slot of its keys and follows
+``MOVED`` / ``ASK`` redirections itself. What it does not do is wait out a master
+failover: between a master's death and its replica's promotion (about the servers'
+``cluster-node-timeout``) every command on that master's slots fails. :class:`FailoverCluster`
+retries those commands for ``redis.cluster_failover_wait`` seconds, so producers and
+workers pause through a failover instead of failing (and opening the circuit breaker).
+
+A retried script call may have run once already when the reply was lost (the master
+died after applying it): an add without ``job_id`` can then exist twice, as with any
+at-least-once system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from queuekit.redis.pipeline import AutoPipeline, Pending
+from queuekit.settings import RedisSettings
+
+log = logging.getLogger("queuekit.cluster")
+
+#: What a command can meet while a master fails over (or its slots move).
+FAILOVER_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError, RedisTimeoutError, TimeoutError, ClusterDownError,
+    MasterDownError, TryAgainError, SlotNotCoveredError,
+)
+#: Pause between two attempts while the cluster elects a new master.
+_RETRY_PAUSE = 0.2
+
+T = TypeVar("T")
+
+
+async def through_failover(call: Callable[[], Awaitable[T]], wait: float) -> T:
+    """``call()``, retried on failover errors until ``wait`` seconds have passed."""
+    deadline: float | None = None
+    while True:
+        try:
+            return await call()
+        except FAILOVER_ERRORS as exc:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + wait
+                log.warning("Redis Cluster unavailable (%s); retrying for up to %g s",
+                            exc, wait)
+            if now >= deadline:
+                raise
+            await asyncio.sleep(_RETRY_PAUSE)
+
+
+class FailoverCluster(RedisCluster):
+    """A :class:`RedisCluster` whose commands wait out a master failover."""
+
+    failover_wait: float = 5.0
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one command (see :class:`RedisCluster`), retried through a failover."""
+        execute = super().execute_command
+        return await through_failover(lambda: execute(*args, **kwargs), self.failover_wait)
+
+
+def seed_nodes(settings: RedisSettings) -> list[ClusterNode]:
+    """The seed nodes of ``redis.cluster_nodes`` (``host:port`` or URLs)."""
+    nodes = []
+    for text in settings.cluster_nodes:
+        parts = urlsplit(text if "://" in text else f"redis://{text}")
+        nodes.append(ClusterNode(parts.hostname or "127.0.0.1", parts.port or 6379))
+    return nodes
+
+
+def cluster_client(settings: RedisSettings, common: dict[str, Any],
+                   socket_timeout: float | None, max_connections: int) -> FailoverCluster:
+    """A cluster client from ``redis.url`` (any node) and the extra seed nodes."""
+    options = {key: value for key, value in common.items() if key != "connection_class"}
+    client: FailoverCluster = FailoverCluster.from_url(  # type: ignore[assignment]
+        settings.effective_url, startup_nodes=seed_nodes(settings) or None,
+        socket_timeout=socket_timeout, max_connections=max_connections, **options)
+    client.failover_wait = settings.cluster_failover_wait
+    return client
+
+
+def name_cluster_client(client: RedisCluster, name: str) -> None:
+    """Give every connection of ``client`` (present nodes and later ones) a client name."""
+    client.nodes_manager.connection_kwargs["client_name"] = name
+    client.connection_kwargs["client_name"] = name
+    for node in client.get_nodes():
+        node.connection_kwargs["client_name"] = name
+
+
+class ClusterAutoPipeline(AutoPipeline):
+    """:class:`AutoPipeline` over a cluster: each batch is split per node.
+
+    redis-py's ``ClusterPipeline`` groups the batch's commands by the node of their slot,
+    sends one pipeline per node and follows redirections; every script call's keys are in
+    one slot (see ``keys.cluster_prefix``). Per-command errors go to their callers.
+    """
+
+    def __init__(self, client: FailoverCluster, max_batch: int = 64,
+                 timeout: float | None = None) -> None:
+        super().__init__(client, max_batch=max_batch, timeout=timeout)  # type: ignore[arg-type]
+        self._cluster = client
+
+    async def script_load(self, script: str | bytes) -> str:
+        """``SCRIPT LOAD`` on every primary (a promoted replica may lack the script)."""
+        return str(await self._cluster.script_load(script))
+
+    async def _run(self, batch: Pending) -> list[Any]:
+        async with asyncio.timeout(self._timeout):
+            pipe = self._cluster.pipeline(transaction=False)
+            for args, _ in batch:
+                pipe.execute_command(*args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def _send(self, batch: Pending) -> None:
+        self.batches += 1
+        self.commands += len(batch)
+        try:
+            replies = await through_failover(lambda: self._run(batch),
+                                             self._cluster.failover_wait)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:  # the transport failed: every waiting caller gets it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def aclose(self) -> None:
+        """Wait for batches in flight (connections belong to the cluster client)."""
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
