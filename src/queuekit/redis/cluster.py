@@ -57,7 +57,7 @@ async def through_failover(call: Callable[[], Awaitable[T]], wait: float) -> T:
             now = time.monotonic()
             if deadline is None:
                 deadline = now + wait
-                log.warning("Redis Cluster unavailable (%s); retrying for up to %g s",
+                log.warning("Redis Cluster unavailable (%r); retrying for up to %g s",
                             exc, wait)
             if now >= deadline:
                 raise
@@ -127,12 +127,43 @@ class ClusterAutoPipeline(AutoPipeline):
                 pipe.execute_command(*args)
             return list(await pipe.execute(raise_on_error=False))
 
+    async def _replies(self, batch: Pending) -> list[Any]:
+        """Every command's reply or error; commands that met a failover are sent again
+        (only those: the others ran) until ``failover_wait`` has passed."""
+        replies: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        deadline: float | None = None
+        while True:
+            try:
+                got = await self._run([batch[i] for i in todo])
+            except FAILOVER_ERRORS as exc:
+                got = [exc] * len(todo)
+            again = []
+            for index, reply in zip(todo, got, strict=True):
+                replies[index] = reply
+                if isinstance(reply, FAILOVER_ERRORS):
+                    again.append(index)
+            if not again:
+                return replies
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self._cluster.failover_wait
+                log.warning("Redis Cluster unavailable (%r); retrying for up to %g s",
+                            replies[again[0]], self._cluster.failover_wait)
+            if now >= deadline:
+                return replies
+            todo = again
+            # With raise_on_error=False redis-py leaves the slot map as it was: reset it,
+            # as its own ClusterPipeline does on these errors, so the next try asks the
+            # cluster who the masters are now.
+            await self._cluster.aclose()
+            await asyncio.sleep(_RETRY_PAUSE)
+
     async def _send(self, batch: Pending) -> None:
         self.batches += 1
         self.commands += len(batch)
         try:
-            replies = await through_failover(lambda: self._run(batch),
-                                             self._cluster.failover_wait)
+            replies = await self._replies(batch)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()

@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from queuekit.errors import QueueUnavailableError
 from queuekit.redis.access import check_key_access, unavailable
@@ -236,7 +236,7 @@ class QueueConnection:
                 f"Redis at {self.url} did not answer within {timeout:g} s; check the host, "
                 "port and firewall (setting redis.url / QUEUEKIT_REDIS__URL)"
             ) from None
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise unavailable(exc, self.settings, self.url) from None
         server = ServerInfo(
             version=str(info.get("redis_version", "0.0.0")),
@@ -270,7 +270,7 @@ class QueueConnection:
                 await self.client.ping()
         except TimeoutError:
             return f"no answer from {self.url} within {self.settings.startup_timeout:g} s"
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             return f"{self.url}: {exc}"
         return "ok"
 
