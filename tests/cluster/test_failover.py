@@ -40,7 +40,7 @@ def _replicate(cluster: RedisClusterServers, tag: str) -> None:
     try:
         # WAIT covers this connection's writes, hence the probe write (same slot) first.
         client.set(f"{tag}:qk:probe", "1")
-        assert int(client.execute_command("WAIT", 1, 5000)) >= 1
+        assert int(client.wait(1, 5000)) >= 1
     finally:
         client.close()
 
@@ -53,9 +53,12 @@ async def test_master_failover_under_load(
     service = await service_factory(worker={"lock_duration": 2000, "stalled_interval": 1000},
                                     jobs={"remove_on_complete": {"count": 100_000}})
     started: dict[str, float] = {}
+    busy = asyncio.Event()
 
     async def work(job: JobContext[Any]) -> JobResult:
         started.setdefault(job.id, time.monotonic())
+        if len(started) >= 20:
+            busy.set()
         await asyncio.sleep(0.02)
         return JobResult(success=True)
 
@@ -66,8 +69,7 @@ async def test_master_failover_under_load(
     _replicate(redis_cluster, tag)
     victim = redis_cluster.master_of(tag)
     service.create_worker(BANK, work, concurrency=5)
-    while len(started) < 20:  # under load: the worker is busy when the master dies
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(busy.wait(), 30)  # under load: busy when the master dies
 
     after: list[str] = []
     refused: list[QueueUnavailableError] = []

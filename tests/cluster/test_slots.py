@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from redis.cluster import key_slot
+from redis.crc import key_slot
 
 from queuekit import (
     BankSyncJobData,
@@ -96,7 +96,8 @@ def _prefix_on_two_shards(cluster: RedisClusterServers) -> str:
     try:
         while True:
             prefix = f"qk-spread-{uuid.uuid4().hex[:8]}"
-            nodes = {client.get_node_from_key(f"{{{prefix}:{q}}}").name for q in (BANK, NOTE)}
+            nodes = {client.get_node_from_key(f"{{{prefix}:{q}}}").name  # type: ignore[no-untyped-call]
+                     for q in (BANK, NOTE)}
             if len(nodes) == 2:
                 return prefix
     finally:
@@ -114,7 +115,7 @@ async def test_two_queues_land_on_different_shards(
     for master in redis_cluster.nodes:
         client = master.client()
         try:
-            role = client.execute_command("ROLE")[0]
+            role = client.role()[0]
             if role != "master":
                 continue
             for key in client.scan_iter(match=f"{{{prefix}:*", count=1000):
@@ -145,7 +146,8 @@ async def test_seed_nodes_reach_the_cluster_when_the_url_node_is_down(
         redis={"url": dead, "cluster_nodes": live}))
     try:
         job = await service.add_job(BANK, "seeded", SYNC)
-        assert (await service.get_job(BANK, job.id)).state == "waiting"
+        info = await service.get_job(BANK, job.id)
+        assert info is not None and info.state == "waiting"
     finally:
         await service.close()
 

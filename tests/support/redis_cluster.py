@@ -98,7 +98,7 @@ class RedisClusterServers:
                 continue
             client = node.client()
             try:
-                info = client.execute_command("CLUSTER INFO")  # parsed into a dict
+                info = client.cluster("INFO")  # parsed into a dict
                 if info.get("cluster_state") != "ok":
                     return False
                 if int(info.get("cluster_size", 0)) != self.masters:
@@ -117,7 +117,7 @@ class RedisClusterServers:
         """The node that currently serves ``key``'s slot as master."""
         client = self.client()
         try:
-            node = client.get_node_from_key(key)
+            node = client.get_node_from_key(key)  # type: ignore[no-untyped-call]
             return self.node(int(node.port))
         finally:
             client.close()
