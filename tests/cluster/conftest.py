@@ -14,6 +14,7 @@ import pytest
 
 from queuekit import QueuekitSettings, load_settings
 from tests.conftest import SettingsFactory
+from tests.interop.conftest import node_bullmq  # noqa: F401 - Node BullMQ, installed once
 from tests.support.redis_cluster import RedisClusterServers
 
 
