@@ -32,16 +32,22 @@ def _free(port: int) -> bool:
     return True
 
 
-def cluster_port() -> int:
-    """A free port whose cluster bus port (+10000) is free too; Redis needs it <= 55535."""
+def cluster_port(taken: set[int]) -> int:
+    """A free port whose cluster bus port (+10000) is free too; Redis needs it <= 55535.
+
+    ``taken`` holds the ports (and bus ports) already handed out, not yet listening.
+    """
     while True:
         port = random.randint(20000, 55535)
+        if {port, port + 10000} & taken:
+            continue
         if _free(port) and _free(port + 10000):
+            taken.update((port, port + 10000))
             return port
 
 
-def _node() -> RedisServer:
-    server = RedisServer(port=cluster_port())
+def _node(taken: set[int]) -> RedisServer:
+    server = RedisServer(port=cluster_port(taken))
     server.extra_args = ("--cluster-enabled", "yes", "--cluster-node-timeout",
                          str(NODE_TIMEOUT_MS), "--cluster-config-file",
                          str(server.data_dir / f"nodes-{server.port}.conf"))
@@ -69,7 +75,8 @@ class RedisClusterServers:
         cli = shutil.which("redis-cli")
         if cli is None:
             raise RuntimeError("redis-cli is not on PATH (apt-get install -y redis-tools)")
-        self.nodes = [_node() for _ in range(self.masters * 2)]
+        taken: set[int] = set()
+        self.nodes = [_node(taken) for _ in range(self.masters * 2)]
         for node in self.nodes:
             node.start()
         result = subprocess.run(
