@@ -226,8 +226,8 @@ def _render(phases: list[Phase], command: str, version: str) -> str:
         f"worker (fast engine, {IN_FLIGHT} adds in flight, concurrency {CONCURRENCY} "
         "per queue). A job = one add + one processing (no-op).",
         "",
-        "| phase | shard (port) | queue | jobs | Redis CPU per job (µs) | commands per job (incl. inside scripts) |"
-        " wall jobs/s (all queues) |",
+        "| phase | shard (port) | queue | jobs | Redis CPU per job (µs) |"
+        " commands per job (incl. inside scripts) | wall jobs/s (all queues) |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for phase in phases:
