@@ -125,6 +125,12 @@ class RedisSettings(_Section):
                 raise ValueError(f"{name}: no such file {files[name]!r}")
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together: set both or neither")
+        if self.cluster:
+            parts = urlsplit(self.effective_url)
+            if parts.scheme == "unix":
+                raise ValueError("cluster is true: Redis Cluster needs a redis:// or rediss:// url")
+            if parts.path.strip("/") not in ("", "0") or (self.url is None and self.db):
+                raise ValueError("cluster is true: Redis Cluster has only database 0 (url, db)")
         return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
