@@ -158,3 +158,10 @@ async def test_unreachable_cluster_fails_fast_naming_the_url(
     with pytest.raises(QueueUnavailableError, match=r"cannot connect to Redis at redis://127\.0\.0\.1"):
         await RedisQueueService.connect(make_settings(
             redis={"url": dead, "startup_timeout": 2.0, "cluster_failover_wait": 0}))
+
+
+async def test_health_reports_the_cluster(
+        service_factory: Callable[..., Awaitable[QueueService]]) -> None:
+    service = await service_factory()
+    report = await service.health()
+    assert report.ok and report.redis == "ok" and report.breaker == "closed", report
