@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.exceptions import (
     ClusterDownError,
     MasterDownError,
@@ -65,7 +65,8 @@ async def through_failover(call: Callable[[], Awaitable[T]], wait: float) -> T:
 
 
 class FailoverCluster(RedisCluster):
-    """A :class:`RedisCluster` whose commands wait out a master failover."""
+    """A :class:`RedisCluster` whose commands wait out a master failover, and whose
+    pipelines accept Lua script calls (see :class:`ScriptPipeline`)."""
 
     failover_wait: float = 5.0
 
@@ -73,6 +74,63 @@ class FailoverCluster(RedisCluster):
         """Run one command (see :class:`RedisCluster`), retried through a failover."""
         execute = super().execute_command
         return await through_failover(lambda: execute(*args, **kwargs), self.failover_wait)
+
+    def register_script(self, script: Any) -> Any:
+        """redis-py's script object; its source is kept for :class:`ScriptPipeline`."""
+        registered = super().register_script(script)
+        scripts: dict[str, Any] = self.__dict__.setdefault("_qk_scripts", {})
+        scripts[registered.sha] = registered.script
+        return registered
+
+    def pipeline(self, transaction: Any | None = None,
+                 shard_hint: Any | None = None) -> ClusterPipeline:
+        """A pipeline (a MULTI/EXEC with ``transaction=True``) that takes ``evalsha``."""
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # redis-py refuses it
+        return ScriptPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _Queued:
+    """What :meth:`ScriptPipeline.evalsha` returns: awaiting it gives the pipeline."""
+
+    def __init__(self, pipe: ClusterPipeline) -> None:
+        self._pipe = pipe
+
+    def __await__(self) -> Generator[Any, None, ClusterPipeline]:
+        return self._result().__await__()
+
+    async def _result(self) -> ClusterPipeline:
+        return self._pipe
+
+
+class ScriptPipeline(ClusterPipeline):
+    """redis-py's cluster pipeline with ``EVALSHA`` allowed.
+
+    redis-py blocks ``evalsha`` in cluster pipelines, which is how its ``Script`` objects
+    (and so bullmq's ``Queue.addBulk`` and ``FlowProducer``) queue a script call. Every
+    key of one call is in one slot (hash-tagged prefixes), so it is routed like any
+    command; the scripts used are loaded on every primary first, as redis-py does for a
+    single server's pipeline, because a ``NOSCRIPT`` inside MULTI/EXEC would fail one
+    call of the transaction while the others went through.
+    """
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> _Queued:
+        """Queue one script call (awaiting the result is optional, as for any command)."""
+        self.__dict__.setdefault("_qk_shas", set()).add(sha)
+        self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+        # Not the pipeline itself: awaiting a ClusterPipeline re-initialises it, which
+        # empties its queue (redis-py's Script awaits what evalsha returns).
+        return _Queued(self)
+
+    async def execute(self, raise_on_error: bool = True,
+                      allow_redirections: bool = True) -> list[Any]:
+        """Load the scripts used, then run the pipeline."""
+        shas: set[str] = self.__dict__.pop("_qk_shas", set())
+        known: dict[str, Any] = self.cluster_client.__dict__.get("_qk_scripts", {})
+        for sha in shas:
+            if sha in known:
+                await self.cluster_client.script_load(known[sha])
+        return list(await super().execute(raise_on_error, allow_redirections))
 
 
 def seed_nodes(settings: RedisSettings) -> list[ClusterNode]:
