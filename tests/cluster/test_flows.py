@@ -53,6 +53,26 @@ async def test_a_flow_across_queues_runs_with_one_shared_slot(
     assert order == [ANALYTICS, REPORTS]
 
 
+async def test_a_flow_within_one_queue_runs_with_a_slot_per_queue(
+        service_factory: Callable[..., Awaitable[QueueService]]) -> None:
+    service = await service_factory()
+    assert isinstance(service, RedisQueueService)
+
+    async def run(job: JobContext[Any]) -> JobResult:
+        return JobResult(success=True)
+
+    producer = bullmq.FlowProducer({"connection": service.connection.client,
+                                    "prefix": service.queue_prefix(REPORTS)})
+    tree = await producer.add({**_flow(), "children": [
+        {"name": "part", "queueName": str(REPORTS), "data": REPORT}]})
+    service.create_worker(REPORTS, run)
+    parent = await service.wait_for_job(REPORTS, tree["job"].id, timeout=10)
+    child = await service.wait_for_job(REPORTS, tree["children"][0]["job"].id, timeout=10)
+    assert parent.state == child.state == "completed"
+    assert child.finished_at is not None and parent.processed_at is not None
+    assert child.finished_at <= parent.processed_at
+
+
 async def test_a_flow_across_queues_is_refused_with_a_slot_per_queue(
         redis_cluster: RedisClusterServers, key_prefix: str,
         service_factory: Callable[..., Awaitable[QueueService]]) -> None:
