@@ -9,6 +9,7 @@ asynchronous, and a write the replica never received is lost with the master (RE
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 import uuid
@@ -21,6 +22,7 @@ from queuekit import BankSyncJobData, JobContext, JobResult, QueueName, QueueSer
 from queuekit.errors import QueueUnavailableError
 from tests.support.redis_cluster import RedisClusterServers
 
+log = logging.getLogger(__name__)
 BANK = QueueName.BANK_SYNC
 BEFORE = 200
 #: How soon after the kill jobs must start again: the 1 s node timeout, the election and
@@ -98,6 +100,7 @@ async def test_master_failover_under_load(
 
         # Only jobs fetched from Redis after the kill are "fresh": the new master answered.
         resume = await asyncio.wait_for(resumed(), timeout=30)
+        log.info("processing resumed %.2f s after the kill", resume)
         assert resume < RESUME_WITHIN, f"processing resumed {resume:.1f} s after the kill"
         await asyncio.sleep(1.0)  # let the producer add through the new master too
         stop.set()
