@@ -1,5 +1,7 @@
 """Flows across queues on the cluster: they work with ``cluster_slots: shared`` (one slot
-for every queue) and are refused, with nothing written, with a slot per queue."""
+for every queue) and are refused, with nothing written, with a slot per queue. Here with
+bullmq's own ``FlowProducer`` on queuekit's connection and with ``add_flow``; the behaviour
+suite's flow tests run on the cluster in ``test_behaviour_flows.py``."""
 
 from __future__ import annotations
 
@@ -10,7 +12,15 @@ import bullmq
 import pytest
 from redis.exceptions import RedisClusterException, ResponseError
 
-from queuekit import JobContext, JobResult, QueueName, QueueService, RedisQueueService
+from queuekit import (
+    ConfigurationError,
+    FlowJob,
+    JobContext,
+    JobResult,
+    QueueName,
+    QueueService,
+    RedisQueueService,
+)
 from tests.support.redis_cluster import RedisClusterServers
 
 REPORTS, ANALYTICS = QueueName.REPORTS, QueueName.ANALYTICS
@@ -90,3 +100,22 @@ async def test_a_flow_across_queues_is_refused_with_a_slot_per_queue(
         assert not list(client.scan_iter(match=f"{{{key_prefix}*", target_nodes=client.PRIMARIES))
     finally:
         client.close()
+
+
+async def test_add_flow_across_queues_with_a_slot_per_queue_names_the_setting(
+        redis_cluster: RedisClusterServers, key_prefix: str,
+        service_factory: Callable[..., Awaitable[QueueService]]) -> None:
+    service = await service_factory()
+    flow = FlowJob(REPORTS, "report", REPORT, children=[
+        FlowJob(ANALYTICS, "event", {"userId": "u1", "event": "report-requested"})])
+    with pytest.raises(ConfigurationError, match=r"redis\.cluster_slots: shared"):
+        await service.add_flow(flow)
+    client = redis_cluster.client()
+    try:
+        assert not list(client.scan_iter(match=f"{{{key_prefix}*", target_nodes=client.PRIMARIES))
+    finally:
+        client.close()
+    # Within one queue the same call works.
+    node = await service.add_flow(FlowJob(REPORTS, "report", REPORT, children=[
+        FlowJob(REPORTS, "part", REPORT)]))
+    assert node.job.state == "waiting-children"

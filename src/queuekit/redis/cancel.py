@@ -36,7 +36,7 @@ _WATCH_ATTEMPTS = 20
 
 async def cancel_job(service: RedisQueueService, queue: str, job_id: str) -> bool:
     """Remove ``job_id`` if it waits; else ask its worker to stop it. See the module."""
-    prefix, client = service.prefix, service.connection.client
+    prefix, client = service.queue_prefix(queue), service.connection.client
     key = job_key(prefix, queue, job_id)
     scripts = service.get_queue(queue).scripts
     remove = scripts.commands["removeJob"]

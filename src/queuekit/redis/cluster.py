@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, ClusterPubSub, RedisCluster
 from redis.exceptions import (
     ClusterDownError,
     MasterDownError,
@@ -82,12 +82,26 @@ class FailoverCluster(RedisCluster):
         scripts[registered.sha] = registered.script
         return registered
 
+    def pubsub(self, node: ClusterNode | None = None, host: str | None = None,
+               port: int | None = None, **kwargs: Any) -> ClusterPubSub:
+        """A (classic) pub/sub connection; PUBLISH reaches every node, so any node does."""
+        return _ReadyPubSub(self, node=node, host=host, port=port, **kwargs)
+
     def pipeline(self, transaction: Any | None = None,
                  shard_hint: Any | None = None) -> ClusterPipeline:
         """A pipeline (a MULTI/EXEC with ``transaction=True``) that takes ``evalsha``."""
         if shard_hint:
             return super().pipeline(transaction, shard_hint)  # redis-py refuses it
         return ScriptPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _ReadyPubSub(ClusterPubSub):
+    """redis-py's cluster pub/sub, which picks its node from the slot map: on a client
+    that has sent nothing yet that map is empty (a ``KeyError``), so fill it first."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        await self.cluster.initialize()
+        return await super().execute_command(*args, **kwargs)
 
 
 class _Queued:
@@ -121,6 +135,14 @@ class ScriptPipeline(ClusterPipeline):
         # Not the pipeline itself: awaiting a ClusterPipeline re-initialises it, which
         # empties its queue (redis-py's Script awaits what evalsha returns).
         return _Queued(self)
+
+    def _split_command_across_slots(self, command: str, *keys: Any) -> Any:
+        # redis-py splits EXISTS/DEL/UNLINK/TOUCH per slot and drops the reply of each part
+        # while WATCHing (an un-awaited coroutine: ``await pipe.exists(key)`` returned the
+        # pipeline). Keys of one slot need no split: one command, its reply returned.
+        if len({self.cluster_client.keyslot(key) for key in keys}) == 1:
+            return self.execute_command(command, *keys)
+        return super()._split_command_across_slots(command, *keys)
 
     async def execute(self, raise_on_error: bool = True,
                       allow_redirections: bool = True) -> list[Any]:

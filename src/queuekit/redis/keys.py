@@ -147,6 +147,12 @@ def cluster_meta_pattern(prefix: str, slots: str) -> str:
     return f"{{{prefix}:*}}:*:meta"
 
 
+def split_tagged_key(key: str) -> tuple[str, str] | None:
+    """(``{tag}`` prefix, rest) of a key that starts with a hash tag, else None."""
+    end = key.find("}:")
+    return (key[:end + 1], key[end + 2:]) if key.startswith("{") and end > 0 else None
+
+
 def queue_of_cluster_meta_key(prefix: str, slots: str, key: str) -> str | None:
     """The queue whose ``meta`` hash ``key`` is (cluster prefixes), or None."""
     if has_hash_tag(prefix) or slots == "shared":

@@ -16,8 +16,9 @@ from typing import Any
 import bullmq
 from redis.exceptions import ResponseError
 
+from queuekit.errors import ConfigurationError
 from queuekit.events import EventStream, JobWatch
-from queuekit.flows import FlowEntry, RawFlow
+from queuekit.flows import FlowEntry, RawFlow, parse_job_key
 from queuekit.jobs import COUNT_STATES, JobState
 from queuekit.processors import Processor
 from queuekit.queues import QueueRegistry
@@ -42,6 +43,7 @@ from queuekit.redis.keys import (
     queue_of_cluster_meta_key,
     queue_of_meta_key,
     rate_limit_key,
+    split_tagged_key,
 )
 from queuekit.redis.ratelimit import RedisRateLimiter
 from queuekit.redis.schedules import RedisSchedules
@@ -123,6 +125,25 @@ class RedisQueueService(QueueService):
         if not redis.cluster:
             return redis.prefix
         return cluster_prefix(redis.prefix, str(queue), redis.cluster_slots)
+
+    def parse_job_key(self, key: str) -> tuple[str, str] | None:
+        """(queue, job id) of a BullMQ job key of this service (cluster prefixes too)."""
+        if not self.settings.redis.cluster:
+            return parse_job_key(self.prefix, key)
+        tagged = split_tagged_key(key)
+        if tagged is None:
+            return None
+        ref = parse_job_key(tagged[0], key)
+        return ref if ref is not None and self.queue_prefix(ref[0]) == tagged[0] else None
+
+    def check_one_slot(self, queues: set[str]) -> None:
+        """Raise ``ConfigurationError`` if these queues' keys are not in one cluster slot
+        (a flow's MULTI/EXEC must be)."""
+        prefixes = {self.queue_prefix(queue) for queue in queues}
+        if len(prefixes) > 1:
+            raise ConfigurationError(
+                f"a flow across queues {sorted(queues)} needs one hash slot on Redis Cluster: "
+                "set redis.cluster_slots: shared (or a prefix with a {hash tag})")
 
     def get_queue(self, name: str) -> Any:
         """The bullmq ``Queue`` of ``name`` (one per name, created on first use)."""
