@@ -21,6 +21,7 @@ import pytest
 from queuekit import BankSyncJobData, JobContext, JobResult, QueueName, QueueService
 from queuekit.errors import QueueUnavailableError
 from tests.support.redis_cluster import RedisClusterServers
+from tests.support.waiting import eventually
 
 log = logging.getLogger(__name__)
 BANK = QueueName.BANK_SYNC
@@ -55,9 +56,12 @@ async def test_master_failover_under_load(
     service = await service_factory(worker={"lock_duration": 2000, "stalled_interval": 1000},
                                     jobs={"remove_on_complete": {"count": 100_000}})
     started: dict[str, float] = {}
-    busy = asyncio.Event()
+    busy, long_started = asyncio.Event(), asyncio.Event()
 
     async def work(job: JobContext[Any]) -> JobResult:
+        if job.name == "long":  # runs until cancelled
+            long_started.set()
+            await asyncio.sleep(60)
         started.setdefault(job.id, time.monotonic())
         if len(started) >= 20:
             busy.set()
@@ -109,6 +113,14 @@ async def test_master_failover_under_load(
             info = await service.wait_for_job(BANK, job_id, timeout=60)
             assert info.state == "completed", (job_id, info.state, info.failed_reason)
         assert after, f"the producer added nothing after the failover: {refused[-1:]}"
+        # cancel_job still reaches the worker: its subscription moved off the dead node.
+        long = await service.add_job(BANK, "long", payload)
+        await asyncio.wait_for(long_started.wait(), 15)
+        await eventually(lambda: service.get_job(BANK, long.id),
+                         lambda i: i is not None and i.state == "active")
+        assert await eventually(lambda: service.cancel_job(BANK, long.id), bool, timeout=10)
+        cancelled = await service.wait_for_job(BANK, long.id, timeout=10)
+        assert (cancelled.state, cancelled.failed_reason) == ("failed", "cancelled")
         # cluster_failover_wait (5 s) outlasts the election: adds waited, none failed.
         assert not refused, refused
     finally:
