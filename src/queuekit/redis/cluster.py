@@ -128,10 +128,12 @@ class ScriptPipeline(ClusterPipeline):
     call of the transaction while the others went through.
     """
 
-    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> _Queued:
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         """Queue one script call (awaiting the result is optional, as for any command)."""
         self.__dict__.setdefault("_qk_shas", set()).add(sha)
-        self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+        queued = self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+        if asyncio.iscoroutine(queued):  # WATCHing, before MULTI: it runs at once
+            return queued
         # Not the pipeline itself: awaiting a ClusterPipeline re-initialises it, which
         # empties its queue (redis-py's Script awaits what evalsha returns).
         return _Queued(self)
