@@ -126,6 +126,7 @@ class QueueConnection:
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         }
         self._worker_pools: list[ConnectionPool] = []
+        self._worker_clusters: list[Redis] = []  # cluster mode: whole clients, not pools
         self._server: ServerInfo | None = None
         self._check_lock = asyncio.Lock()
         self.closed = False
@@ -164,8 +165,10 @@ class QueueConnection:
     def worker_client(self) -> Redis:
         """A client on a new pool without socket timeout, for one worker's blocking wait."""
         if self.cluster:
-            return cluster_client(self.settings, self._common,  # type: ignore[return-value]
-                                  None, 100)
+            client: Redis = cluster_client(  # type: ignore[assignment]
+                self.settings, self._common, None, 100)
+            self._worker_clusters.append(client)
+            return client
         pool = ConnectionPool.from_url(self.settings.effective_url, socket_timeout=None,
                                        **self._common)
         self._worker_pools.append(pool)
@@ -175,6 +178,8 @@ class QueueConnection:
         """Disconnect a client made by :meth:`worker_client` and forget its pool."""
         if self.cluster:
             await client.aclose()
+            if client in self._worker_clusters:
+                self._worker_clusters.remove(client)
             return
         pool = client.connection_pool
         await client.aclose()
@@ -282,6 +287,9 @@ class QueueConnection:
         for pool in list(self._worker_pools):
             await pool.disconnect()
         self._worker_pools.clear()
+        for client in list(self._worker_clusters):
+            await client.aclose()
+        self._worker_clusters.clear()
         await self.client.aclose()
         await self.batch_client.aclose()
         if not self.cluster:
