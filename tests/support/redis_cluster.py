@@ -90,7 +90,8 @@ class RedisClusterServers:
         return self
 
     def wait_ok(self, timeout: float = 30.0) -> None:
-        """Wait until every running node says ``cluster_state:ok`` and agrees on masters."""
+        """Wait until every running node says ``cluster_state:ok``, there are ``masters``
+        shards, and each master has an online replica."""
         deadline = time.monotonic() + timeout
         while True:
             if self._all_ok():
@@ -110,6 +111,14 @@ class RedisClusterServers:
                     return False
                 if int(info.get("cluster_size", 0)) != self.masters:
                     return False
+                # Every master has its replica online again (a restarted node resyncs
+                # first): the next failover needs one to promote.
+                if client.role()[0] == "master":
+                    replication = client.info("replication")
+                    if int(replication.get("connected_slaves", 0)) < 1:
+                        return False
+                    if replication.get("slave0", {}).get("state") != "online":
+                        return False
             except redis.exceptions.RedisError:
                 return False
             finally:
