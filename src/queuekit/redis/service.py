@@ -16,9 +16,8 @@ from typing import Any
 import bullmq
 from redis.exceptions import ResponseError
 
-from queuekit.errors import ConfigurationError
 from queuekit.events import EventStream, JobWatch
-from queuekit.flows import FlowEntry, RawFlow, parse_job_key
+from queuekit.flows import FlowEntry, RawFlow
 from queuekit.jobs import COUNT_STATES, JobState
 from queuekit.processors import Processor
 from queuekit.queues import QueueRegistry
@@ -34,17 +33,8 @@ from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
 from queuekit.redis.flows import RedisFlows
 from queuekit.redis.jobs import raw_from_bull
-from queuekit.redis.keys import (
-    GET_STATE_KEYS,
-    cluster_meta_pattern,
-    cluster_prefix,
-    events_key,
-    meta_key_pattern,
-    queue_of_cluster_meta_key,
-    queue_of_meta_key,
-    rate_limit_key,
-    split_tagged_key,
-)
+from queuekit.redis.keys import GET_STATE_KEYS, events_key, rate_limit_key
+from queuekit.redis.layout import KeyLayout
 from queuekit.redis.ratelimit import RedisRateLimiter
 from queuekit.redis.schedules import RedisSchedules
 from queuekit.redis.waiters import JobWaiters
@@ -87,6 +77,7 @@ class RedisQueueService(QueueService):
             make_breaker(self.settings.breaker), target=f"Redis at {self.connection.url}"
         )
         self._queues: dict[str, Any] = {}
+        self.layout = KeyLayout(self.settings.redis)
         self._pipe = self.connection.auto_pipeline(max_batch=8,
                                                    timeout=self.settings.redis.socket_timeout)
         self._add_commands: dict[str, AddJobCommand] = {}
@@ -121,29 +112,15 @@ class RedisQueueService(QueueService):
 
     def queue_prefix(self, queue: str) -> str:
         """The BullMQ prefix of ``queue``'s keys (hash-tagged on a cluster)."""
-        redis = self.settings.redis
-        if not redis.cluster:
-            return redis.prefix
-        return cluster_prefix(redis.prefix, str(queue), redis.cluster_slots)
+        return self.layout.queue_prefix(queue)
 
     def parse_job_key(self, key: str) -> tuple[str, str] | None:
         """(queue, job id) of a BullMQ job key of this service (cluster prefixes too)."""
-        if not self.settings.redis.cluster:
-            return parse_job_key(self.prefix, key)
-        tagged = split_tagged_key(key)
-        if tagged is None:
-            return None
-        ref = parse_job_key(tagged[0], key)
-        return ref if ref is not None and self.queue_prefix(ref[0]) == tagged[0] else None
+        return self.layout.parse_job_key(key)
 
     def check_one_slot(self, queues: set[str]) -> None:
-        """Raise ``ConfigurationError`` if these queues' keys are not in one cluster slot
-        (a flow's MULTI/EXEC must be)."""
-        prefixes = {self.queue_prefix(queue) for queue in queues}
-        if len(prefixes) > 1:
-            raise ConfigurationError(
-                f"a flow across queues {sorted(queues)} needs one hash slot on Redis Cluster: "
-                "set redis.cluster_slots: shared (or a prefix with a {hash tag})")
+        """Raise ``ConfigurationError`` unless these queues share one cluster slot."""
+        self.layout.check_one_slot(queues)
 
     def get_queue(self, name: str) -> Any:
         """The bullmq ``Queue`` of ``name`` (one per name, created on first use)."""
@@ -310,15 +287,12 @@ class RedisQueueService(QueueService):
                 return moved
 
     async def _stored_queues(self) -> set[str]:
-        client, prefix = self.connection.client, self.prefix
-        slots = self.settings.redis.cluster_slots if self.settings.redis.cluster else None
-        pattern = cluster_meta_pattern(prefix, slots) if slots else meta_key_pattern(prefix)
+        client, layout = self.connection.client, self.layout
 
         async def scan() -> set[str]:
             names = set()
-            async for key in client.scan_iter(match=pattern, count=500):
-                name = (queue_of_cluster_meta_key(prefix, slots, str(key)) if slots
-                        else queue_of_meta_key(prefix, str(key)))
+            async for key in client.scan_iter(match=layout.meta_pattern(), count=500):
+                name = layout.queue_of_meta_key(str(key))
                 if name is not None:
                     names.add(name)
             return names
