@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports unit bench soak redis-server chromium clean
+.PHONY: demo test lint typecheck imports unit bench bench-cluster soak redis-server chromium clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -54,6 +54,10 @@ bench: $(STAMP) redis-server
 ## restarted; prints one summary line (ARGS="--jobs 5000" for a short one).
 soak: $(STAMP) redis-server
 	$(BIN)/python -m tests.soak $(ARGS)
+
+## Redis CPU per job per shard on a 3-shard loopback cluster (docs/benchmarks-cluster.md).
+bench-cluster: $(STAMP) redis-server
+	$(BIN)/python -m benchmarks.cluster $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

@@ -87,6 +87,24 @@ class RedisSettings(_Section):
     startup_timeout: float = Field(
         default=2.5, gt=0, description="Seconds the start-up check may take before failing."
     )
+    cluster: bool = Field(
+        default=False,
+        description="Redis Cluster: url names any node; every queue's keys share a hash slot.",
+    )
+    cluster_nodes: list[str] = Field(
+        default_factory=list,
+        description="More cluster seed nodes as host:port (or redis:// URLs), besides url.",
+    )
+    cluster_slots: Literal["queue", "shared"] = Field(
+        default="queue",
+        description="Cluster only. queue: each queue its own slot (prefix {<prefix>:<queue>}, "
+        "queues spread over shards); shared: all queues in one slot (prefix {<prefix>}, "
+        "needed by flows across queues). A prefix that already has {braces} is used as is.",
+    )
+    cluster_failover_wait: float = Field(
+        default=5.0, ge=0,
+        description="Cluster only: seconds a command keeps retrying while a master fails over.",
+    )
 
     @model_validator(mode="after")
     def _check_url(self) -> RedisSettings:
@@ -107,6 +125,12 @@ class RedisSettings(_Section):
                 raise ValueError(f"{name}: no such file {files[name]!r}")
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together: set both or neither")
+        if self.cluster:
+            parts = urlsplit(self.effective_url)
+            if parts.scheme == "unix":
+                raise ValueError("cluster is true: Redis Cluster needs a redis:// or rediss:// url")
+            if parts.path.strip("/") not in ("", "0") or (self.url is None and self.db):
+                raise ValueError("cluster is true: Redis Cluster has only database 0 (url, db)")
         return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:

@@ -35,7 +35,9 @@ def sync(account: str) -> BankSyncJobData:
 
 
 def child_key(service: QueueService, queue: str, job_id: str) -> str:
-    return f"{service.settings.redis.prefix}:{queue}:{job_id}"
+    # On Redis Cluster the queue's prefix is hash-tagged ("{prefix}" or "{prefix:queue}").
+    queue_prefix = getattr(service, "queue_prefix", lambda _q: service.settings.redis.prefix)
+    return f"{queue_prefix(queue)}:{queue}:{job_id}"
 
 
 async def stored_items(service: QueueService) -> int:
@@ -43,7 +45,9 @@ async def stored_items(service: QueueService) -> int:
     if isinstance(service, InMemoryQueueService):
         return sum(len(service.queue_store(q).jobs) for q in QueueName)
     client: Any = service.connection.client  # type: ignore[attr-defined]
-    return len([key async for key in client.scan_iter(f"{service.settings.redis.prefix}:*")])
+    # "*prefix*": the keys start with "prefix:" or, on Redis Cluster, "{prefix".
+    pattern = f"*{service.settings.redis.prefix}*"
+    return len([key async for key in client.scan_iter(pattern)])
 
 
 async def test_parent_runs_after_children_on_two_queues_and_reads_their_values(

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, NoPermissionError, RedisError, ResponseError
 
 from queuekit.errors import QueueUnavailableError
-from queuekit.redis.keys import access_check_key
+from queuekit.redis.keys import access_check_key, cluster_prefix
 from queuekit.settings import RedisSettings
 
 _CREDENTIALS_HINT = ("check redis.username / redis.password or the credentials in "
@@ -59,7 +59,7 @@ def unavailable(exc: BaseException, settings: RedisSettings, url: str) -> QueueU
         return QueueUnavailableError(
             f"no permission: Redis at {url} does not let user {_user(settings)!r} "
             f"{_what(text, settings)} ({text}); grant the ACL user the key pattern "
-            f"~{settings.prefix}:* and the commands BullMQ needs (see the README)")
+            f"{_key_pattern(settings)} and the commands BullMQ needs (see the README)")
     if isinstance(exc, ResponseError):
         return QueueUnavailableError(f"Redis at {url} answered with an error: {text}")
     hint = ""
@@ -75,9 +75,16 @@ def _what(text: str, settings: RedisSettings) -> str:
     return "run a command queuekit needs"
 
 
+def _key_pattern(settings: RedisSettings) -> str:
+    # On Redis Cluster every key starts with the braced prefix ("{queue}" or "{queue:...}").
+    return f"~{{{settings.prefix}*" if settings.cluster else f"~{settings.prefix}:*"
+
+
 async def check_key_access(client: Redis, settings: RedisSettings, url: str) -> None:
     """Read one key under the prefix: an ACL user without the key pattern fails here."""
+    prefix = cluster_prefix(settings.prefix, "", "shared") if settings.cluster \
+        else settings.prefix
     try:
-        await client.exists(access_check_key(settings.prefix))
+        await client.exists(access_check_key(prefix))
     except (RedisError, OSError) as exc:
         raise unavailable(exc, settings, url) from None

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pybreaker
+from redis.exceptions import ClusterDownError, MasterDownError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -31,6 +32,11 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     OSError,
+    # Redis Cluster: no master for a slot yet (a failover outlasting cluster_failover_wait).
+    ClusterDownError,
+    MasterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
 )
 
 

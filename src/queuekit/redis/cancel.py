@@ -36,7 +36,7 @@ _WATCH_ATTEMPTS = 20
 
 async def cancel_job(service: RedisQueueService, queue: str, job_id: str) -> bool:
     """Remove ``job_id`` if it waits; else ask its worker to stop it. See the module."""
-    prefix, client = service.prefix, service.connection.client
+    prefix, client = service.queue_prefix(queue), service.connection.client
     key = job_key(prefix, queue, job_id)
     scripts = service.get_queue(queue).scripts
     remove = scripts.commands["removeJob"]
@@ -107,15 +107,26 @@ class CancelListener:
                 log.warning("cancel requests on %s: Redis unavailable (%s); retrying",
                             self._channel, exc, extra=self._extra)
                 await asyncio.sleep(self._retry_delay)
+                await self._resubscribe()
                 continue
             except Exception as exc:
                 log.error("cancel requests on %s: %s", self._channel, exc, extra=self._extra)
                 await asyncio.sleep(self._retry_delay)
+                await self._resubscribe()
                 continue
             if message and message.get("type") == "message":
                 data = message.get("data")
                 job_id = data.decode() if isinstance(data, bytes) else str(data)
                 self._on_request(job_id)
+
+    async def _resubscribe(self) -> None:
+        # A new subscription, not redis-py's reconnect of the old one: on Redis Cluster
+        # that one is tied to a node that may be gone for good (a failed-over master).
+        old, self._pubsub = self._pubsub, self._client.pubsub(ignore_subscribe_messages=True)
+        with contextlib.suppress(Exception):
+            await old.aclose()
+        with contextlib.suppress(Exception):  # still away: the next read fails, we retry
+            await self._pubsub.subscribe(self._channel)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -3,7 +3,8 @@
 One bounded pool serves queue commands (with a socket timeout). Each worker gets a
 small pool of its own with *no* socket timeout: BullMQ blocks in ``BZPOPMIN`` for up to
 10 s and redis-py 8's default 5 s socket timeout would cut that wait short (a delayed job
-then starts seconds late). Every connection has a connect timeout.
+then starts seconds late). Every connection has a connect timeout. With
+``redis.cluster`` the clients are ``RedisCluster`` s (``queuekit/redis/cluster.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from queuekit.errors import QueueUnavailableError
 from queuekit.redis.access import check_key_access, unavailable
+from queuekit.redis.cluster import (
+    ClusterAutoPipeline,
+    FailoverCluster,
+    cluster_client,
+    name_cluster_client,
+)
+from queuekit.redis.pipeline import AutoPipeline
 from queuekit.settings import RedisSettings
 
 log = logging.getLogger("queuekit.connection")
@@ -116,6 +125,15 @@ class QueueConnection:
             "decode_responses": True,  # bullmq reads str fields; bytes give name=None
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         }
+        self._worker_pools: list[ConnectionPool] = []
+        self._worker_clusters: list[Redis] = []  # cluster mode: whole clients, not pools
+        self._server: ServerInfo | None = None
+        self._check_lock = asyncio.Lock()
+        self.closed = False
+        self.cluster = settings.cluster
+        if self.cluster:  # RedisCluster clients: one pool per node inside each
+            self._open_cluster()
+            return
         self._pool: BlockingConnectionPool = BlockingConnectionPool.from_url(
             settings.effective_url,
             max_connections=settings.pool_size,
@@ -130,10 +148,14 @@ class QueueConnection:
             settings.effective_url, max_connections=settings.pool_size * 4,
             socket_timeout=None, **self._common)
         self.batch_client: Redis = Redis(connection_pool=self._batch_pool)
-        self._worker_pools: list[ConnectionPool] = []
-        self._server: ServerInfo | None = None
-        self._check_lock = asyncio.Lock()
-        self.closed = False
+
+    def _open_cluster(self) -> None:
+        # Typed as Redis: RedisCluster offers the same commands (bullmq takes either).
+        connections = max(100, self.settings.pool_size * 4)  # per node; redis-py raises
+        self.client = cluster_client(self.settings, self._common,  # type: ignore[assignment]
+                                     self.settings.socket_timeout, connections)
+        self.batch_client = cluster_client(  # type: ignore[assignment]
+            self.settings, self._common, None, connections)
 
     @property
     def server(self) -> ServerInfo | None:
@@ -142,6 +164,11 @@ class QueueConnection:
 
     def worker_client(self) -> Redis:
         """A client on a new pool without socket timeout, for one worker's blocking wait."""
+        if self.cluster:
+            client: Redis = cluster_client(  # type: ignore[assignment]
+                self.settings, self._common, None, 100)
+            self._worker_clusters.append(client)
+            return client
         pool = ConnectionPool.from_url(self.settings.effective_url, socket_timeout=None,
                                        **self._common)
         self._worker_pools.append(pool)
@@ -149,11 +176,44 @@ class QueueConnection:
 
     async def release_worker_client(self, client: Redis) -> None:
         """Disconnect a client made by :meth:`worker_client` and forget its pool."""
+        if self.cluster:
+            await client.aclose()
+            if client in self._worker_clusters:
+                self._worker_clusters.remove(client)
+            return
         pool = client.connection_pool
         await client.aclose()
         await pool.disconnect()
         if pool in self._worker_pools:
             self._worker_pools.remove(pool)
+
+    def auto_pipeline(self, max_batch: int, timeout: float | None = None,
+                      client: Redis | None = None) -> AutoPipeline:
+        """An :class:`AutoPipeline` on ``client`` (default: the batch client), per node
+        on a cluster."""
+        client = self.batch_client if client is None else client
+        if isinstance(client, FailoverCluster):
+            return ClusterAutoPipeline(client, max_batch=max_batch, timeout=timeout)
+        return AutoPipeline(client, max_batch=max_batch, timeout=timeout)
+
+    def name_client(self, client: Redis, name: str) -> None:
+        """Give every connection ``client`` opens the client name ``name``."""
+        if isinstance(client, RedisCluster):
+            name_cluster_client(client, name)
+        else:
+            client.connection_pool.connection_kwargs["client_name"] = name
+
+    async def _info(self) -> dict[str, Any]:
+        if not isinstance(self.client, RedisCluster):
+            return dict(await self.client.info())
+        # Every primary must answer; the oldest version and any policy not noeviction win.
+        await self.client.initialize()
+        infos = [await self.client.execute_command("INFO", target_nodes=node)
+                 for node in self.client.get_primaries()]
+        infos.sort(key=lambda info: ServerInfo(str(info.get("redis_version", "0")),
+                                               "").version_tuple)
+        bad = [info for info in infos if info.get("maxmemory_policy") != "noeviction"]
+        return dict((bad or infos)[0] | {"redis_version": infos[0].get("redis_version")})
 
     async def server_info(self) -> ServerInfo:
         """The server's info, checking the connection first if not done yet."""
@@ -174,14 +234,14 @@ class QueueConnection:
         timeout = self.settings.startup_timeout
         try:
             async with asyncio.timeout(timeout):
-                info: dict[str, Any] = await self.client.info()
+                info: dict[str, Any] = await self._info()
                 await check_key_access(self.client, self.settings, self.url)
         except TimeoutError:
             raise QueueUnavailableError(
                 f"Redis at {self.url} did not answer within {timeout:g} s; check the host, "
                 "port and firewall (setting redis.url / QUEUEKIT_REDIS__URL)"
             ) from None
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise unavailable(exc, self.settings, self.url) from None
         server = ServerInfo(
             version=str(info.get("redis_version", "0.0.0")),
@@ -215,7 +275,7 @@ class QueueConnection:
                 await self.client.ping()
         except TimeoutError:
             return f"no answer from {self.url} within {self.settings.startup_timeout:g} s"
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             return f"{self.url}: {exc}"
         return "ok"
 
@@ -227,8 +287,12 @@ class QueueConnection:
         for pool in list(self._worker_pools):
             await pool.disconnect()
         self._worker_pools.clear()
+        for client in list(self._worker_clusters):
+            await client.aclose()
+        self._worker_clusters.clear()
         await self.client.aclose()
-        await self._pool.disconnect()
         await self.batch_client.aclose()
-        await self._batch_pool.disconnect()
+        if not self.cluster:
+            await self._pool.disconnect()
+            await self._batch_pool.disconnect()
         log.info("queue Redis connection to %s closed", self.url)

@@ -52,7 +52,7 @@ class RedisControls:
         assert job.options.deduplication is not None
         command = service._add_command(job.queue)
         call = command.build(job.name, job.wire, bullmq_options(job.options))
-        key = dedup_key(service.prefix, job.queue, job.options.deduplication.id)
+        key = dedup_key(service.queue_prefix(job.queue), job.queue, job.options.deduplication.id)
         job_id, before = await self._call(
             lambda: command.add_watching(service.connection.client, call, key))
         return job_id, before is not None and before == job_id
@@ -60,7 +60,7 @@ class RedisControls:
     async def dedup_job_id(self, queue: str, dedup_id: str) -> str | None:
         client = self._service.connection.client
         value = await self._call(
-            lambda: client.get(dedup_key(self._service.prefix, queue, dedup_id)))
+            lambda: client.get(dedup_key(self._service.queue_prefix(queue), queue, dedup_id)))
         return None if value is None else str(value)
 
     # -- pause -------------------------------------------------------------------------
@@ -89,7 +89,7 @@ class RedisControls:
         client = service.connection.client
 
         async def run() -> bool:
-            if not await client.exists(job_key(service.prefix, queue, job_id)):
+            if not await client.exists(job_key(service.queue_prefix(queue), queue, job_id)):
                 return False
             result = int(await scripts.remove(job_id, True))
             if result == -8:

@@ -45,11 +45,11 @@ class RedisEventStream(EventStream):
     async def _subscribe(self) -> None:
         connection = self._service.connection
         self._client = connection.worker_client()
-        key = events_key(self._service.prefix, self.queue)
+        key = events_key(self._service.queue_prefix(self.queue), self.queue)
         last = await self._service.breaker.call(lambda: self._client.xrevrange(key, count=1))
         self._bull = bullmq.QueueEvents(self.queue, {
             "connection": self._client,
-            "prefix": self._service.prefix,
+            "prefix": self._service.queue_prefix(self.queue),
             "blockingTimeout": _EVENTS_BLOCK_MS,
             "lastEventId": last[0][0] if last else "0-0",
             "autorun": False,
@@ -88,7 +88,7 @@ class RedisEventStream(EventStream):
                 self._put(event)
 
     async def _job_fields(self, job_id: str) -> dict[str, Any]:
-        key = job_key(self._service.prefix, self.queue, job_id)
+        key = job_key(self._service.queue_prefix(self.queue), self.queue, job_id)
         atm, reason, attempts = await self._service.connection.client.hmget(
             key, ["atm", "failedReason", "opts"])
         allowed = 1

@@ -31,7 +31,6 @@ from queuekit.redis.breaker import UNAVAILABLE_ERRORS
 from queuekit.redis.commands import CompleteJobCommand
 from queuekit.redis.jobs import JobHost, LeanJob
 from queuekit.redis.keys import MOVE_TO_ACTIVE_KEYS, worker_client_name
-from queuekit.redis.pipeline import AutoPipeline
 from queuekit.redis.schedules import SchedulerAdvancer
 from queuekit.redis.wire import MAX_BLOCK, REDIS_TIMER_SLACK, worker_name
 from queuekit.redis.worker import RedisWorker
@@ -50,9 +49,9 @@ class FastWorker(RedisWorker):
         super().__init__(service, queue, processor, concurrency)
         settings = self._worker_settings
         # Dashboards count workers by client name, as bullmq names them: one per worker.
-        self._client.connection_pool.connection_kwargs["client_name"] = worker_client_name(
-            self.prefix, queue, worker_name())
-        self._pipe = AutoPipeline(self._client, max_batch=8)
+        self.connection.name_client(self._client, worker_client_name(
+            self.prefix, queue, worker_name()))
+        self._pipe = self.connection.auto_pipeline(max_batch=8, client=self._client)
         backend = RedisBackend(queue, RedisConnection(self._client), prefix=self.prefix,
                                owns_connection=False)
         self._scripts: Any = backend.scripts

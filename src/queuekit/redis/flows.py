@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bullmq.job import Job
 
-from queuekit.flows import FlowEntry, RawFlow, parse_job_key
+from queuekit.flows import FlowEntry, RawFlow
 from queuekit.redis.keys import (
     FLOW_CHILDREN_FAILED,
     FLOW_CHILDREN_PENDING,
@@ -44,14 +44,16 @@ class RedisFlows:
         opts["jobId"] = entry.job_id
         if entry.parent is not None:
             parent_queue, parent_id = entry.parent
+            parent_prefix = service.queue_prefix(parent_queue)
             opts["parent"] = {"id": parent_id,
-                              "queue": queue_key(service.prefix, parent_queue)[:-1]}
+                              "queue": queue_key(parent_prefix, parent_queue)[:-1]}
         return Job(queue=service.get_queue(entry.job.queue), name=entry.job.name,
                    data=entry.job.wire, opts=opts, job_id=entry.job_id)
 
     async def add(self, entries: Sequence[FlowEntry]) -> None:
         """One MULTI/EXEC for the whole tree (redis-py loads the scripts before it)."""
         service = self._service
+        service.check_one_slot({entry.job.queue for entry in entries})
         jobs = [(entry, self._bull_job(entry)) for entry in entries]
         client = service.connection.client
 
@@ -75,7 +77,7 @@ class RedisFlows:
     async def children_values(self, queue: str, job_id: str) -> dict[str, Any]:
         """BullMQ's ``getChildrenValues``: ``<job key>:processed``, values JSON-decoded."""
         service = self._service
-        key = job_key(service.prefix, queue, job_id) + FLOW_CHILDREN_PROCESSED
+        key = job_key(service.queue_prefix(queue), queue, job_id) + FLOW_CHILDREN_PROCESSED
         raw: dict[Any, Any] = await service.breaker.call(
             lambda: service.connection.client.hgetall(key))
         return {str(child): json.loads(value) if value else None for child, value in raw.items()}
@@ -87,7 +89,7 @@ class RedisFlows:
         if raw is None:
             return None
         flow = RawFlow(queue, raw)
-        base = job_key(service.prefix, queue, job_id)
+        base = job_key(service.queue_prefix(queue), queue, job_id)
         client = service.connection.client
 
         async def read() -> list[Any]:
@@ -101,7 +103,7 @@ class RedisFlows:
         groups = await service.breaker.call(read)
         keys = dict.fromkeys(key for group in groups for key in sorted(group))
         for key in keys:
-            ref = parse_job_key(service.prefix, str(key))
+            ref = service.parse_job_key(str(key))
             child = None if ref is None else await self.raw_flow(*ref)
             if child is not None:
                 flow.children.append(child)

@@ -115,3 +115,51 @@ CANCEL_REMOVABLE = ("wait", "paused", "prioritized", "delayed")
 def cancel_channel(prefix: str, queue: str) -> str:
     """The pub/sub channel on which ``cancel_job`` asks ``queue``'s workers to stop a job."""
     return f"{prefix}:qk:cancel:{queue}"
+
+# -- Redis Cluster ----------------------------------------------------------------------
+# A BullMQ script touches many keys of one queue, so in a cluster they must share a hash
+# slot: Redis hashes only the first ``{...}`` of a key. BullMQ's documented way is a
+# braced prefix; Node must be given the same prefix (``{queue}`` or ``{queue:<name>}``).
+
+
+def has_hash_tag(text: str) -> bool:
+    """Whether ``text`` has a non-empty ``{...}`` that Redis Cluster would hash."""
+    start = text.find("{")
+    return start >= 0 and text.find("}", start + 2) > start
+
+
+def cluster_prefix(prefix: str, queue: str, slots: str) -> str:
+    """The BullMQ prefix of ``queue`` on a cluster.
+
+    ``shared``: ``{<prefix>}`` (every queue in one slot, as flows across queues need);
+    ``queue``: ``{<prefix>:<queue>}`` (one slot per queue, spread over the shards). A
+    prefix that already has a hash tag is used unchanged.
+    """
+    if has_hash_tag(prefix):
+        return prefix
+    return f"{{{prefix}}}" if slots == "shared" else f"{{{prefix}:{queue}}}"
+
+
+def cluster_meta_pattern(prefix: str, slots: str) -> str:
+    """A ``SCAN`` pattern for the ``meta`` hash of every queue under a cluster prefix."""
+    if has_hash_tag(prefix) or slots == "shared":
+        return meta_key_pattern(cluster_prefix(prefix, "", "shared"))
+    return f"{{{prefix}:*}}:*:meta"
+
+
+def split_tagged_key(key: str) -> tuple[str, str] | None:
+    """(``{tag}`` prefix, rest) of a key that starts with a hash tag, else None."""
+    end = key.find("}:")
+    return (key[:end + 1], key[end + 2:]) if key.startswith("{") and end > 0 else None
+
+
+def queue_of_cluster_meta_key(prefix: str, slots: str, key: str) -> str | None:
+    """The queue whose ``meta`` hash ``key`` is (cluster prefixes), or None."""
+    if has_hash_tag(prefix) or slots == "shared":
+        return queue_of_meta_key(cluster_prefix(prefix, "", "shared"), key)
+    head = f"{{{prefix}:"
+    if not key.startswith(head) or "}:" not in key:
+        return None
+    name = key[len(head):key.index("}:")]
+    return name if queue_of_meta_key(cluster_prefix(prefix, name, slots), key) == name \
+        else None

@@ -31,7 +31,8 @@ class AutoPipeline:
     def __init__(self, client: Redis, max_batch: int = 64,
                  timeout: float | None = None) -> None:
         self._client = client
-        self._pool = client.connection_pool
+        # A cluster client has no single pool: ClusterAutoPipeline sends its own way.
+        self._pool: Any = getattr(client, "connection_pool", None)
         self._max_batch = max_batch
         self._timeout = timeout
         self._pending: Pending = []
@@ -87,7 +88,7 @@ class AutoPipeline:
         connection: AbstractConnection | None = None
         try:
             connection = (self._idle.pop() if self._idle
-                          else await self._pool.get_connection())  # type: ignore[no-untyped-call]
+                          else await self._pool.get_connection())
             async with asyncio.timeout(self._timeout):
                 await connection.send_packed_command(
                     connection.pack_commands([args for args, _ in batch]), check_health=False)

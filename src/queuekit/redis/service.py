@@ -33,14 +33,8 @@ from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
 from queuekit.redis.flows import RedisFlows
 from queuekit.redis.jobs import raw_from_bull
-from queuekit.redis.keys import (
-    GET_STATE_KEYS,
-    events_key,
-    meta_key_pattern,
-    queue_of_meta_key,
-    rate_limit_key,
-)
-from queuekit.redis.pipeline import AutoPipeline
+from queuekit.redis.keys import GET_STATE_KEYS, events_key, rate_limit_key
+from queuekit.redis.layout import KeyLayout
 from queuekit.redis.ratelimit import RedisRateLimiter
 from queuekit.redis.schedules import RedisSchedules
 from queuekit.redis.waiters import JobWaiters
@@ -83,8 +77,9 @@ class RedisQueueService(QueueService):
             make_breaker(self.settings.breaker), target=f"Redis at {self.connection.url}"
         )
         self._queues: dict[str, Any] = {}
-        self._pipe = AutoPipeline(self.connection.batch_client, max_batch=8,
-                                  timeout=self.settings.redis.socket_timeout)
+        self.layout = KeyLayout(self.settings.redis)
+        self._pipe = self.connection.auto_pipeline(max_batch=8,
+                                                   timeout=self.settings.redis.socket_timeout)
         self._add_commands: dict[str, AddJobCommand] = {}
         self._default_wire_options = bullmq_options(self._default_options)
         self._schedules = RedisSchedules(self)
@@ -92,7 +87,7 @@ class RedisQueueService(QueueService):
         self.flows = RedisFlows(self)
         self._waiters = JobWaiters(self.connection.worker_client,
                                    self.connection.release_worker_client,
-                                   lambda queue: events_key(self.prefix, queue))
+                                   lambda queue: events_key(self.queue_prefix(queue), queue))
 
     @classmethod
     async def connect(cls, settings: QueuekitSettings | None = None,
@@ -115,6 +110,18 @@ class RedisQueueService(QueueService):
         """The key prefix of every BullMQ key of this service."""
         return self.settings.redis.prefix
 
+    def queue_prefix(self, queue: str) -> str:
+        """The BullMQ prefix of ``queue``'s keys (hash-tagged on a cluster)."""
+        return self.layout.queue_prefix(queue)
+
+    def parse_job_key(self, key: str) -> tuple[str, str] | None:
+        """(queue, job id) of a BullMQ job key of this service (cluster prefixes too)."""
+        return self.layout.parse_job_key(key)
+
+    def check_one_slot(self, queues: set[str]) -> None:
+        """Raise ``ConfigurationError`` unless these queues share one cluster slot."""
+        self.layout.check_one_slot(queues)
+
     def get_queue(self, name: str) -> Any:
         """The bullmq ``Queue`` of ``name`` (one per name, created on first use)."""
         self._ensure_open()
@@ -122,7 +129,7 @@ class RedisQueueService(QueueService):
         queue = self._queues.get(name)
         if queue is None:
             queue = bullmq.Queue(name, {"connection": self.connection.client,
-                                        "prefix": self.prefix})
+                                        "prefix": self.queue_prefix(name)})
             self.connection.apply_to(queue.redisConnection)
             self._queues[name] = queue
             log.debug("queue %s initialised", name, extra={"queue": name})
@@ -167,9 +174,10 @@ class RedisQueueService(QueueService):
         return ENGINES[self.settings.worker.engine](self, queue, processor, concurrency)
 
     def _make_rate_limiter(self) -> RateLimiter:
-        prefix = self.prefix
+        prefix = self.queue_prefix
         return RedisRateLimiter(self.settings.security.rate_limits, self.connection.client,
-                                key=lambda queue, user: rate_limit_key(prefix, queue, user))
+                                key=lambda queue, user: rate_limit_key(prefix(queue), queue,
+                                                                       user))
 
     async def _admit(self, jobs: Sequence[PreparedJob]) -> None:
         # Only a queue with a limit reaches Redis here; anything else would count as a
@@ -257,12 +265,17 @@ class RedisQueueService(QueueService):
         keys, args = scripts.moveJobsToWaitArgs("failed", _RETRY_BATCH, now)
         move = scripts.commands["moveJobsToWait"]
 
+        client = self.connection.client
+
         async def batch() -> tuple[int, bool]:
             # One MULTI: the count and BullMQ's move see the same failed set, so the
             # number reported is the number moved even while other workers fail jobs.
-            async with self.connection.client.pipeline(transaction=True) as pipe:
+            # The script is loaded first (on every primary of a cluster): a NOSCRIPT
+            # inside the MULTI would fail it. A rare admin call: one SCRIPT LOAD is cheap.
+            await client.script_load(move.script)
+            async with client.pipeline(transaction=True) as pipe:
                 pipe.zcount(failed_key, 0, now)
-                await move(keys=keys, args=args, client=pipe)
+                pipe.execute_command("EVALSHA", move.sha, len(keys), *keys, *args)
                 found, more = await pipe.execute()
             return min(int(found), _RETRY_BATCH), bool(int(more))
 
@@ -274,12 +287,12 @@ class RedisQueueService(QueueService):
                 return moved
 
     async def _stored_queues(self) -> set[str]:
-        client, prefix = self.connection.client, self.prefix
+        client, layout = self.connection.client, self.layout
 
         async def scan() -> set[str]:
             names = set()
-            async for key in client.scan_iter(match=meta_key_pattern(prefix), count=500):
-                name = queue_of_meta_key(prefix, str(key))
+            async for key in client.scan_iter(match=layout.meta_pattern(), count=500):
+                name = layout.queue_of_meta_key(str(key))
                 if name is not None:
                     names.add(name)
             return names

@@ -49,7 +49,7 @@ class RedisWorker(BaseWorker[Any]):
     def __init__(self, service: RedisQueueService, queue: str, processor: Processor,
                  concurrency: int) -> None:
         self.connection = service.connection
-        self.prefix = service.prefix
+        self.prefix = service.queue_prefix(queue)
         self._redis_service = service
         self._client = service.connection.worker_client()
         settings = service.settings.worker

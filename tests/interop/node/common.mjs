@@ -1,9 +1,21 @@
 // Helpers of the Node side of queuekit's interop tests (driven by tests/interop/node_bullmq.py).
 // Every script takes one JSON argument and writes JSON lines on stdout.
 
-/** BullMQ connection options for the test's redis-server (BullMQ makes its own ioredis clients). */
+import { Cluster } from 'ioredis';
+
+/** BullMQ connection options for the test's redis-server (BullMQ makes its own ioredis clients).
+ *  With `cluster: true` an ioredis Cluster seeded with that node (queuekit's `redis.cluster`). */
 export function connection(args) {
+  if (args.cluster) {
+    return new Cluster([{ host: '127.0.0.1', port: args.port }],
+                       { redisOptions: { maxRetriesPerRequest: null } });
+  }
   return { host: '127.0.0.1', port: args.port, maxRetriesPerRequest: null };
+}
+
+/** The prefix of one queue: `prefixes[queue]` when given (a hash tag per queue on a cluster). */
+export function prefixOf(args, queue) {
+  return args.prefixes?.[queue] ?? args.prefix;
 }
 
 export function emit(message) {

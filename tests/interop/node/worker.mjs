@@ -1,10 +1,10 @@
 // A Node BullMQ worker on one or more queues that exits after `expect` completed jobs.
-// Argument: {port, prefix, queues: [...], expect, progress, failAttempts}. Prints
+// Argument: {port, prefix, queues: [...], expect, progress, failAttempts, cluster, prefixes}. Prints
 // {"event": "ready"}, then {"event": "job", ...} for each attempt it runs (as the processor
 // sees the job), then {"event": "done"}. The processor throws on a job's first `failAttempts`
 // attempts; otherwise it reports `progress` and returns a NestJS JobResult.
 import { Worker } from 'bullmq';
-import { connection, emit, parseArgs, runMain } from './common.mjs';
+import { connection, emit, parseArgs, prefixOf, runMain } from './common.mjs';
 
 await runMain(async () => {
   const args = parseArgs();
@@ -24,7 +24,7 @@ await runMain(async () => {
       await job.updateProgress(args.progress ?? 100);
       return { success: true, message: `processed by node bullmq on ${job.queueName}`,
                data: { queue: job.queueName, jobId: job.id } };
-    }, { connection: connection(args), prefix: args.prefix, drainDelay: 5 });
+    }, { connection: connection(args), prefix: prefixOf(args, name), drainDelay: 5 });
     worker.on('completed', () => { completed += 1; if (completed >= args.expect) finish(); });
     worker.on('error', (err) => emit({ event: 'error', message: String(err?.stack ?? err) }));
     return worker;

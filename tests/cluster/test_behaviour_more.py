@@ -1,0 +1,101 @@
+"""Controls, deduplication, job schedulers, wait_for_job and sync processors from
+``tests/behaviour``, unchanged on the cluster (a slot per queue). Tracing is left out: its
+tests use a module fixture (an in-memory span exporter) and the single-Redis key shape."""
+
+from __future__ import annotations
+
+from tests.behaviour.test_controls import (
+    test_bad_control_input_names_the_field_and_writes_nothing,
+    test_clean_removes_old_finished_jobs_up_to_the_limit,
+    test_drain_removes_waiting_and_delayed_only,
+    test_global_concurrency_caps_active_jobs,
+    test_manual_rate_limit_puts_the_job_back_without_using_an_attempt,
+    test_obliterate_refuses_active_jobs_unless_forced,
+    test_obliterate_with_force_removes_active_jobs,
+    test_pause_keeps_jobs_waiting_and_resume_runs_them,
+    test_pause_lets_the_running_job_finish,
+    test_remove_job,
+    test_worker_limiter_spaces_job_starts,
+)
+from tests.behaviour.test_dedup import (
+    test_bad_deduplication_options_name_the_field_and_write_nothing,
+    test_bulk_add_deduplicates_within_the_batch,
+    test_debounce_mode_keeps_the_last_payload,
+    test_extend_restarts_the_window_on_each_duplicate,
+    test_replace_keeps_a_job_that_is_no_longer_delayed,
+    test_simple_mode_keeps_one_job_until_it_finishes,
+    test_throttle_mode_drops_duplicates_for_the_ttl,
+)
+from tests.behaviour.test_schedules import (
+    test_a_failed_and_retried_run_is_one_iteration,
+    test_a_pattern_whose_first_run_is_after_end_date_is_refused,
+    test_a_run_fetched_with_the_previous_completion_still_advances,
+    test_bad_spec_is_refused_and_nothing_written,
+    test_end_date_stops_the_runs,
+    test_every_runs_repeatedly_on_time_with_one_pending_run,
+    test_info_is_a_plain_record,
+    test_limit_three_gives_exactly_three_runs,
+    test_pattern_with_tz_next_run_across_dst,
+    test_remove_stops_the_runs,
+    test_same_id_twice_is_one_scheduler_with_one_pending_run,
+    test_scheduler_runs_show_in_events,
+    test_secret_in_the_template_is_refused,
+    test_upsert_with_a_new_spec_takes_the_new_spacing,
+)
+from tests.behaviour.test_sync_processors import (
+    test_a_cpu_bound_plain_def_keeps_its_lock_while_another_queue_flows,
+    test_a_plain_def_runs_in_a_thread_and_reports_progress,
+    test_a_worker_host_with_a_plain_process_runs_off_the_loop_with_its_hooks,
+    test_an_async_processor_cannot_use_the_blocking_methods,
+    test_the_same_plain_function_again_returns_the_running_worker,
+)
+from tests.behaviour.test_wait_for_job import (
+    test_a_failed_job_wakes_its_waiter,
+    test_a_finished_job_wakes_its_waiter_without_polling,
+    test_closing_the_service_ends_a_wait_at_once,
+    test_many_waiters_of_one_queue_each_get_their_own_job,
+)
+
+__all__ = [
+    "test_a_cpu_bound_plain_def_keeps_its_lock_while_another_queue_flows",
+    "test_a_failed_and_retried_run_is_one_iteration",
+    "test_a_failed_job_wakes_its_waiter",
+    "test_a_finished_job_wakes_its_waiter_without_polling",
+    "test_a_pattern_whose_first_run_is_after_end_date_is_refused",
+    "test_a_plain_def_runs_in_a_thread_and_reports_progress",
+    "test_a_run_fetched_with_the_previous_completion_still_advances",
+    "test_a_worker_host_with_a_plain_process_runs_off_the_loop_with_its_hooks",
+    "test_an_async_processor_cannot_use_the_blocking_methods",
+    "test_bad_control_input_names_the_field_and_writes_nothing",
+    "test_bad_deduplication_options_name_the_field_and_write_nothing",
+    "test_bad_spec_is_refused_and_nothing_written",
+    "test_bulk_add_deduplicates_within_the_batch",
+    "test_clean_removes_old_finished_jobs_up_to_the_limit",
+    "test_closing_the_service_ends_a_wait_at_once",
+    "test_debounce_mode_keeps_the_last_payload",
+    "test_drain_removes_waiting_and_delayed_only",
+    "test_end_date_stops_the_runs",
+    "test_every_runs_repeatedly_on_time_with_one_pending_run",
+    "test_extend_restarts_the_window_on_each_duplicate",
+    "test_global_concurrency_caps_active_jobs",
+    "test_info_is_a_plain_record",
+    "test_limit_three_gives_exactly_three_runs",
+    "test_manual_rate_limit_puts_the_job_back_without_using_an_attempt",
+    "test_many_waiters_of_one_queue_each_get_their_own_job",
+    "test_obliterate_refuses_active_jobs_unless_forced",
+    "test_obliterate_with_force_removes_active_jobs",
+    "test_pattern_with_tz_next_run_across_dst",
+    "test_pause_keeps_jobs_waiting_and_resume_runs_them",
+    "test_pause_lets_the_running_job_finish",
+    "test_remove_job",
+    "test_remove_stops_the_runs",
+    "test_replace_keeps_a_job_that_is_no_longer_delayed",
+    "test_same_id_twice_is_one_scheduler_with_one_pending_run",
+    "test_scheduler_runs_show_in_events",
+    "test_secret_in_the_template_is_refused",
+    "test_simple_mode_keeps_one_job_until_it_finishes",
+    "test_the_same_plain_function_again_returns_the_running_worker",
+    "test_throttle_mode_drops_duplicates_for_the_ttl",
+    "test_upsert_with_a_new_spec_takes_the_new_spacing",
+    "test_worker_limiter_spaces_job_starts",
+]
