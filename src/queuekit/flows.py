@@ -18,11 +18,16 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from queuekit.errors import FieldError, PayloadValidationError, UnknownQueueError
 from queuekit.jobs import JobInfo, JobState
 from queuekit.queues import QueueRegistry
 from queuekit.records import JobData, OptionsArg, PreparedJob, RawJob
+from queuekit.tracing import traced_jobs
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger("queuekit")
 
@@ -84,6 +89,7 @@ class FlowsMixin(abc.ABC):
     """``QueueService``'s flow methods; the backends implement the hooks."""
 
     registry: QueueRegistry
+    _tracer: Tracer | None
 
     async def add_flow(self, flow: FlowJob) -> FlowNode:
         """Validate the whole tree, then write it atomically; return its nodes.
@@ -102,8 +108,14 @@ class FlowsMixin(abc.ABC):
         self._flatten(flow, None, "", entries, set())
         for queue in dict.fromkeys(entry.job.queue for entry in entries):
             await self._admit([entry.job for entry in entries if entry.job.queue == queue])
-        await self._add_flow(entries)
         root = entries[0]
+        with traced_jobs(self._tracer, "addFlow", root.job.queue, None, {
+                "bullmq.flow.name": root.job.name, "bullmq.job.bulk.count": len(entries),
+        }) as metadata:
+            if metadata is not None:  # every node carries the addFlow span's context
+                entries = [dataclasses.replace(e, job=dataclasses.replace(
+                    e.job, trace_metadata=metadata)) for e in entries]
+            await self._add_flow(entries)
         log.debug("flow %s added to %s (%d jobs)", root.job_id, root.job.queue, len(entries),
                   extra={"queue": root.job.queue, "job_id": root.job_id})
         return self._written_node(entries, 0, self._now_ms())[0]

@@ -10,6 +10,7 @@ first for six fields, as cron-parser on the Node side and bullmq's Python port).
 from __future__ import annotations
 
 import abc
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -22,8 +23,11 @@ from croniter import croniter
 from queuekit.errors import ConfigurationError, FieldError, PayloadValidationError
 from queuekit.records import JobData, OptionsArg, PreparedJob
 from queuekit.settings import ScheduleSettings
+from queuekit.tracing import traced_jobs
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from queuekit.queues import QueueRegistry
 
 log = logging.getLogger("queuekit.schedules")
@@ -135,6 +139,7 @@ class SchedulesMixin(abc.ABC):
 
     if TYPE_CHECKING:
         registry: QueueRegistry
+        _tracer: Tracer | None
 
         def prepare_job(self, queue: str, name: str, data: JobData,
                         options: OptionsArg = None) -> PreparedJob: ...
@@ -229,7 +234,13 @@ class SchedulesMixin(abc.ABC):
             queue, scheduler_id, every=every, pattern=pattern, tz=tz, limit=limit,
             start_date=start_date, end_date=end_date, immediately=immediately, name=name,
             data=data, options=options)
-        info = await self._upsert_job_scheduler(spec)
+        with traced_jobs(self._tracer, "add", spec.queue, f"{spec.queue}.{spec.name}", {
+                "bullmq.job.name": spec.name, "bullmq.job.scheduler.id": spec.id,
+        }) as metadata:
+            if metadata is not None:  # every run carries the upsert's trace context
+                spec = dataclasses.replace(spec, job=dataclasses.replace(
+                    spec.job, trace_metadata=metadata))
+            info = await self._upsert_job_scheduler(spec)
         log.info("job scheduler %s of %s upserted (%s), next run at %s", spec.id, spec.queue,
                  f"every {spec.every} ms" if spec.every else f"{spec.pattern!r} {spec.tz or ''}",
                  info.next_run_at, extra={"queue": spec.queue, "scheduler_id": spec.id})

@@ -150,6 +150,23 @@ async def traced_add_bulk(tracer: Tracer, jobs: Sequence[PreparedJob],
         return await add([dataclasses.replace(job, trace_metadata=metadata) for job in jobs])
 
 
+def traced_jobs(tracer: Tracer | None, operation: str, queue: str, target: str | None,
+                attributes: Mapping[str, Any]) -> contextlib.AbstractContextManager[
+        str | None]:
+    """A producer span for writing several jobs at once (a flow, a scheduler's template):
+    yields the trace metadata every job written inside should carry (None: no tracing)."""
+    if tracer is None:
+        return contextlib.nullcontext(None)
+    return _metadata_only(tracer, operation, queue, target, attributes)
+
+
+@contextlib.contextmanager
+def _metadata_only(tracer: Tracer, operation: str, queue: str, target: str | None,
+                   attributes: Mapping[str, Any]) -> Iterator[str | None]:
+    with producer_span(tracer, operation, queue, target, attributes) as (_, metadata):
+        yield metadata
+
+
 def consume(tracer: Tracer | None, queue: str, raw: RawJob) -> contextlib.AbstractContextManager[
         Any]:
     """The CONSUMER span of one attempt (``process <queue>``), or a shared no-op context

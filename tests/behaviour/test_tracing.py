@@ -137,3 +137,41 @@ async def test_the_context_is_stored_as_bullmq_otel_metadata(
     # version-trace id-parent id-flags (sampled; the SDK may add the random-id bit)
     assert traceparent[:-3] == f"00-{add.context.trace_id:032x}-{add.context.span_id:016x}"
     assert int(traceparent[-2:], 16) & 1
+
+
+async def test_a_flow_has_one_add_flow_span_that_every_node_continues(
+        service_factory: ServiceFactory, exporter: InMemorySpanExporter) -> None:
+    from queuekit import FlowJob
+
+    service = await service_factory()
+    report = {"userId": "u1", "reportType": "monthly", "startDate": "2026-01-01",
+              "endDate": "2026-01-31"}
+    node = await service.add_flow(FlowJob(
+        queue=QueueName.REPORTS, name="monthly", data=report,
+        children=[FlowJob(queue=BANK, name="sync", data=sync("a")),
+                  FlowJob(queue=BANK, name="sync", data=sync("b"))]))
+    service.create_worker(BANK, ok)
+    service.create_worker(QueueName.REPORTS, ok)
+    await service.wait_for_job(QueueName.REPORTS, node.job.id, timeout=15)
+    [flow] = spans_named(exporter, "addFlow reports")
+    assert flow.kind == SpanKind.PRODUCER and flow.context is not None
+    assert (flow.attributes or {})["bullmq.job.bulk.count"] == 3
+    spans = [*await wait_for_spans(exporter, "process bank-sync", 2),
+             *await wait_for_spans(exporter, "process reports", 1)]
+    assert {s.context.trace_id for s in spans if s.context} == {flow.context.trace_id}
+    assert {s.parent.span_id for s in spans if s.parent} == {flow.context.span_id}
+
+
+async def test_scheduler_runs_continue_the_upsert_span(
+        service_factory: ServiceFactory, exporter: InMemorySpanExporter) -> None:
+    service = await service_factory()
+    await service.upsert_job_scheduler(BANK, "traced", every=60_000, name="sync",
+                                       data=sync())
+    [upsert] = spans_named(exporter, "add bank-sync.sync")
+    assert upsert.kind == SpanKind.PRODUCER and upsert.context is not None
+    assert (upsert.attributes or {})["bullmq.job.scheduler.id"] == "traced"
+    service.create_worker(BANK, ok)
+    [first] = await wait_for_spans(exporter, "process bank-sync", 1)  # the immediate run
+    assert first.context is not None and first.parent is not None
+    assert first.context.trace_id == upsert.context.trace_id
+    assert first.parent.span_id == upsert.context.span_id

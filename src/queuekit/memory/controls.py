@@ -68,7 +68,7 @@ class MemoryControls:
             queue.dedup[dedup.id] = (new_id, expires if keep_ttl else fresh_expiry)
         else:
             queue.dedup[dedup.id] = (new_id, fresh_expiry)
-        service._store(job, new_id)
+        service.store_job(job, new_id)
         queue.notify()
         return new_id, False
 

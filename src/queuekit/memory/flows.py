@@ -41,7 +41,8 @@ class MemoryFlows:
                                        self._service.queue_store(entry.job.queue))
             job = StoredJob(id=entry.job_id, name=entry.job.name,
                             data=copy_json(entry.job.wire), options=entry.job.options,
-                            timestamp=now, parent=entry.parent)
+                            timestamp=now, parent=entry.parent,
+                            trace_metadata=entry.job.trace_metadata)
             queue.jobs[job.id] = job
             if entry.parent is not None:
                 _, parent = self._job(entry.parent)

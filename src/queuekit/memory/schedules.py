@@ -120,7 +120,7 @@ class MemorySchedules:
         spec = record.spec
         options = dataclasses.replace(spec.job.options, delay=max(record.next_millis - now, 0),
                                       job_id=run_id(spec.id, record.next_millis))
-        job_id = self._service._store(dataclasses.replace(spec.job, options=options))
+        job_id = self._service.store_job(dataclasses.replace(spec.job, options=options))
         stored = store.jobs[job_id]
         stored.scheduler, stored.repeat_count = spec.id, repeat_count
         store.notify()

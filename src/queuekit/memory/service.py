@@ -164,7 +164,8 @@ class InMemoryQueueService(QueueService):
             return None
         return queue.limit_end(now) or None
 
-    def _store(self, job: PreparedJob, job_id: str | None = None) -> str:
+    def store_job(self, job: PreparedJob, job_id: str | None = None) -> str:
+        """Write a validated job (under ``job_id`` when given); return its id."""
         queue = self.queue_store(job.queue)
         custom = job.options.job_id
         if custom is not None and custom in queue.jobs:
@@ -183,12 +184,12 @@ class InMemoryQueueService(QueueService):
         return job_id
 
     async def _add(self, job: PreparedJob) -> str:
-        job_id = self._store(job)
+        job_id = self.store_job(job)
         self.queue_store(job.queue).notify()
         return job_id
 
     async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
-        ids = [self._store(job) for job in jobs]
+        ids = [self.store_job(job) for job in jobs]
         self.queue_store(jobs[0].queue).notify()
         return ids
 

@@ -50,7 +50,7 @@ class RedisControls:
     async def add_dedup(self, job: PreparedJob) -> tuple[str, bool]:
         service = self._service
         assert job.options.deduplication is not None
-        command = service._add_command(job.queue)
+        command = service.add_command(job.queue)
         call = command.build(job.name, job.wire, bullmq_options(job.options))
         key = dedup_key(service.queue_prefix(job.queue), job.queue, job.options.deduplication.id)
         job_id, before = await self._call(

@@ -26,7 +26,7 @@ from queuekit.redis.keys import (
     job_key,
     queue_key,
 )
-from queuekit.redis.wire import bullmq_options
+from queuekit.redis.wire import bullmq_options, with_trace_metadata
 
 if TYPE_CHECKING:
     from queuekit.redis.service import RedisQueueService
@@ -40,7 +40,8 @@ class RedisFlows:
 
     def _bull_job(self, entry: FlowEntry) -> Any:
         service = self._service
-        opts = dict(bullmq_options(entry.job.options))
+        opts = dict(with_trace_metadata(bullmq_options(entry.job.options),
+                                        entry.job.trace_metadata))
         opts["jobId"] = entry.job_id
         if entry.parent is not None:
             parent_queue, parent_id = entry.parent
@@ -85,7 +86,7 @@ class RedisFlows:
     async def raw_flow(self, queue: str, job_id: str) -> RawFlow | None:
         """The tree under one job: its children are every key in its dependency records."""
         service = self._service
-        raw = await service._get_raw_job(queue, job_id)
+        raw = await service.read_raw_job(queue, job_id)
         if raw is None:
             return None
         flow = RawFlow(queue, raw)

@@ -21,7 +21,12 @@ import msgpack
 from bullmq.job_scheduler import JobScheduler
 
 from queuekit.redis.keys import UPDATE_SCHEDULER_KEYS, declared_schedules_key
-from queuekit.redis.wire import bullmq_options, repeat_options, scheduler_fields
+from queuekit.redis.wire import (
+    bullmq_options,
+    repeat_options,
+    scheduler_fields,
+    with_trace_metadata,
+)
 from queuekit.schedules import JobSchedulerInfo, SchedulerSpec, next_cron_run, scheduler_data
 
 if TYPE_CHECKING:
@@ -77,7 +82,8 @@ class RedisSchedules:
         scheduler = self._scheduler(spec.queue)
         repeat = repeat_options(spec.every, spec.pattern, spec.tz, spec.limit,
                                 spec.start_date, spec.end_date, spec.immediately)
-        template = bullmq_options(spec.job.options)
+        template = dict(with_trace_metadata(bullmq_options(spec.job.options),
+                                            spec.job.trace_metadata))
 
         async def write() -> JobSchedulerInfo | None:
             await scheduler.upsertJobScheduler(spec.id, repeat, spec.name, spec.job.wire,

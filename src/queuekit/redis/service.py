@@ -135,7 +135,8 @@ class RedisQueueService(QueueService):
             log.debug("queue %s initialised", name, extra={"queue": name})
         return queue
 
-    def _add_command(self, queue: str) -> AddJobCommand:
+    def add_command(self, queue: str) -> AddJobCommand:
+        """The add-script call of ``queue`` (built once per queue)."""
         command = self._add_commands.get(queue)
         if command is None:
             command = AddJobCommand(self.get_queue(queue), self._pipe)
@@ -150,14 +151,14 @@ class RedisQueueService(QueueService):
         return with_trace_metadata(opts, job.trace_metadata)
 
     async def _add(self, job: PreparedJob) -> str:
-        command = self._add_command(job.queue)
+        command = self.add_command(job.queue)
         opts = self._wire_options(job)
         # bullmq's add script, sent through the auto-pipeline: concurrent adds of this
         # process share one round trip.
         return await self.breaker.call(lambda: command(job.name, job.wire, opts))
 
     async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
-        command = self._add_command(jobs[0].queue)
+        command = self.add_command(jobs[0].queue)
         calls = [command.build(job.name, job.wire, self._wire_options(job)) for job in jobs]
         return await self.breaker.call(lambda: command.add_many(self.connection.client, calls))
 
@@ -206,6 +207,10 @@ class RedisQueueService(QueueService):
 
     def _event_stream(self, queue: str) -> EventStream:
         return RedisEventStream(self, queue)
+
+    async def read_raw_job(self, queue: str, job_id: str) -> RawJob | None:
+        """One job as the store holds it (before it becomes a ``JobInfo``), or None."""
+        return await self._get_raw_job(queue, job_id)
 
     async def _get_raw_job(self, queue: str, job_id: str) -> RawJob | None:
         bull_queue = self.get_queue(queue)
