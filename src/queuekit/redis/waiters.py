@@ -145,9 +145,14 @@ class QueueEventReader:
                     async with asyncio.timeout(BLOCK_MS / 1000 + 5):
                         reply = await self._client.xread({self.key: self._cursor},
                                                          count=READ_COUNT, block=BLOCK_MS)
-                except (RedisError, OSError, TimeoutError) as exc:
-                    log.debug("events reader of %s: %s; retrying in %.2f s", self.queue, exc,
-                              pause, extra={"queue": self.queue})
+                except Exception as exc:
+                    # Connection errors are expected (a restart, a failover); anything else
+                    # (a cluster client giving up on its slot map) is worth a warning. The
+                    # reader never dies of it: waiters would fall back to 1 s re-reads.
+                    level = (logging.DEBUG if isinstance(exc, RedisError | OSError)
+                             else logging.WARNING)
+                    log.log(level, "events reader of %s: %s; retrying in %.2f s", self.queue,
+                            exc, pause, extra={"queue": self.queue})
                     self._ready.set()  # waiters fall back to re-reading their job
                     self._wake_all()
                     await asyncio.sleep(pause)
