@@ -241,28 +241,6 @@ class ClusterAutoPipeline(AutoPipeline):
             await self._cluster.aclose()
             await asyncio.sleep(_RETRY_PAUSE)
 
-    async def _send(self, batch: Pending) -> None:
-        self.batches += 1
-        self.commands += len(batch)
-        try:
-            replies = await self._replies(batch)
-        except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
-            raise
-        except Exception as exc:  # the transport failed: every waiting caller gets it
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
-
     async def aclose(self) -> None:
         """Wait for batches in flight (connections belong to the cluster client)."""
         if self._sending:

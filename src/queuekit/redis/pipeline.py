@@ -82,26 +82,11 @@ class AutoPipeline:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: Pending) -> None:
+        """Send one batch; each caller gets its own reply or error."""
         self.batches += 1
         self.commands += len(batch)
-        healthy = False
-        connection: AbstractConnection | None = None
         try:
-            connection = (self._idle.pop() if self._idle
-                          else await self._pool.get_connection())
-            async with asyncio.timeout(self._timeout):
-                await connection.send_packed_command(
-                    connection.pack_commands([args for args, _ in batch]), check_health=False)
-                for _, future in batch:
-                    try:
-                        reply = await connection.read_response()
-                    except ResponseError as error:  # this command's error, not the batch's
-                        if not future.done():
-                            future.set_exception(error)
-                        continue
-                    if not future.done():
-                        future.set_result(reply)
-            healthy = True
+            replies = await self._replies(batch)
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()
@@ -110,6 +95,34 @@ class AutoPipeline:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _replies(self, batch: Pending) -> list[Any]:
+        """Every command's reply, or its own error answer; raises when the transport
+        fails (then the whole batch failed)."""
+        healthy = False
+        connection: AbstractConnection | None = None
+        try:
+            connection = (self._idle.pop() if self._idle
+                          else await self._pool.get_connection())
+            replies: list[Any] = []
+            async with asyncio.timeout(self._timeout):
+                await connection.send_packed_command(
+                    connection.pack_commands([args for args, _ in batch]), check_health=False)
+                for _ in batch:
+                    try:
+                        replies.append(await connection.read_response())
+                    except ResponseError as error:  # this command's error, not the batch's
+                        replies.append(error)
+            healthy = True
+            return replies
         finally:
             if connection is not None:
                 if healthy:
