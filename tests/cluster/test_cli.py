@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from queuekit import BankSyncJobData, QueueName, QueueService
-from tests.integration.test_cli_monitor import cli
+from tests.support.cli import cli
 from tests.support.redis_cluster import RedisClusterServers
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,37 +12,14 @@ from queuekit import (
     JobContext,
     JobOptions,
     JobResult,
-    QueueRegistry,
     RedisQueueService,
     UnrecoverableError,
 )
-from tests.conftest import SettingsFactory
+from tests.support.cli import cli
 from tests.support.configs import SAMPLE_PLUGIN, write_config
 from tests.support.redis_server import RedisServer
 from tests.support.sample_plugin import SAMPLE_QUEUE, SampleJobData
 from tests.support.waiting import eventually
-
-
-async def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``queuekit ARGS`` in a thread (it runs its own event loop)."""
-    code = await asyncio.to_thread(main, list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-@pytest.fixture
-def config(tmp_path: Path, redis_server: RedisServer, key_prefix: str) -> str:
-    return str(write_config(tmp_path / "config.yaml", redis_server.url, key_prefix,
-                            [SAMPLE_PLUGIN]))
-
-
-@pytest.fixture
-async def qs(make_settings: SettingsFactory) -> AsyncIterator[RedisQueueService]:
-    registry = QueueRegistry()
-    registry.register(SAMPLE_QUEUE, SampleJobData)
-    service = await RedisQueueService.connect(make_settings(), registry)
-    yield service
-    await service.close()
 
 
 async def fill(qs: RedisQueueService) -> list[str]:
