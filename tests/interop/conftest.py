@@ -11,8 +11,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from queuekit import RedisQueueService
+from tests.conftest import SettingsFactory
 from tests.interop.node_bullmq import NodeBullMQ, NodeRunner, NodeSetupError, ensure_node_bullmq
 from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(params=["fast", "bullmq"])
+async def qs(request: pytest.FixtureRequest,
+             make_settings: SettingsFactory) -> AsyncIterator[RedisQueueService]:
+    """A queuekit service whose workers use the parametrised engine."""
+    service = await RedisQueueService.connect(make_settings(worker={"engine": request.param}))
+    yield service
+    await service.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from queuekit import (
     RedisQueueService,
 )
 from queuekit.events import EventType
-from tests.conftest import SettingsFactory
 from tests.interop.node_bullmq import NPM_TIMEOUT, NodeRunner, NodeScriptError
 
 pytestmark = pytest.mark.timeout(NPM_TIMEOUT + 60)
@@ -28,12 +26,6 @@ BANK = QueueName.BANK_SYNC
 WIRE = {"userId": "u1", "accountId": "a1", "syncType": "full"}
 
 
-@pytest.fixture(params=["fast", "bullmq"])
-async def qs(request: pytest.FixtureRequest,
-             make_settings: SettingsFactory) -> AsyncIterator[RedisQueueService]:
-    service = await RedisQueueService.connect(make_settings(worker={"engine": request.param}))
-    yield service
-    await service.close()
 
 
 async def control(node: NodeRunner, prefix: str, action: str, **extra: Any) -> Any:

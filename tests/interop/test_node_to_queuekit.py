@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from queuekit import (
     QueueName,
     RedisQueueService,
 )
-from tests.conftest import SettingsFactory
 from tests.interop.node_bullmq import NPM_TIMEOUT, NodeRunner
 
 # The first test of the session may run `npm ci` in its set-up.
@@ -35,13 +33,6 @@ pytestmark = pytest.mark.timeout(NPM_TIMEOUT + 60)
 LATE_TOLERANCE_S = 0.4
 
 
-@pytest.fixture(params=["fast", "bullmq"])
-async def qs(request: pytest.FixtureRequest,
-             make_settings: SettingsFactory) -> AsyncIterator[RedisQueueService]:
-    """A queuekit service whose workers use the parametrised engine."""
-    service = await RedisQueueService.connect(make_settings(worker={"engine": request.param}))
-    yield service
-    await service.close()
 
 
 async def test_retry_with_exponential_backoff_of_a_node_job(

@@ -8,13 +8,11 @@ as Node's worker does); a scheduler queuekit upserts is listed by Node's
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from queuekit import BankSyncJobData, JobContext, JobResult, QueueName, RedisQueueService
-from tests.conftest import SettingsFactory
 from tests.interop.node_bullmq import NPM_TIMEOUT, NodeRunner
 from tests.support.waiting import eventually
 
@@ -24,12 +22,6 @@ BANK = QueueName.BANK_SYNC
 DATA = {"userId": "u-7", "accountId": "acct-7", "syncType": "incremental"}
 
 
-@pytest.fixture(params=["fast", "bullmq"])
-async def qs(request: pytest.FixtureRequest,
-             make_settings: SettingsFactory) -> AsyncIterator[RedisQueueService]:
-    service = await RedisQueueService.connect(make_settings(worker={"engine": request.param}))
-    yield service
-    await service.close()
 
 
 def by_key(schedulers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
