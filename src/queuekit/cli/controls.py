@@ -13,7 +13,7 @@ import asyncio
 import re
 from typing import Any
 
-from queuekit.cli.ops import read_settings
+from queuekit.cli.ops import config_option, read_settings
 from queuekit.controls import CLEANABLE_STATES
 from queuekit.jobs import JobState
 
@@ -83,10 +83,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add the queue-control commands to ``sub`` (the parser's sub-parsers)."""
-    config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--config", metavar="PATH",
-                        help="YAML configuration file (default: $QUEUEKIT_CONFIG or "
-                             "./config.yaml); QUEUEKIT_* variables still override it")
+    config = config_option()
 
     pause = sub.add_parser("pause", parents=[config],
                            help="pause a queue: every worker (Node too) stops starting jobs")

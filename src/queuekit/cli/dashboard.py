@@ -12,7 +12,7 @@ import contextlib
 import os
 from typing import Any
 
-from queuekit.cli.ops import read_settings
+from queuekit.cli.ops import config_option, read_settings
 from queuekit.dashboard import check_bind, serve
 from queuekit.runtime.host import HostFactory
 
@@ -54,8 +54,8 @@ def add_dashboard_options(parser: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: Any) -> None:
     """Add ``dashboard`` to the sub-parsers."""
-    parser = sub.add_parser("dashboard", help="serve the web dashboard of the queues")
-    parser.add_argument("--config", metavar="PATH", help="YAML configuration file")
+    parser = sub.add_parser("dashboard", parents=[config_option()],
+                            help="serve the web dashboard of the queues")
     add_dashboard_options(parser)
     parser.set_defaults(func=_dashboard)
 

@@ -73,6 +73,16 @@ def read_settings(config: str | None, **overrides: Any) -> QueuekitSettings:
             raise ConfigurationError(f"cannot read {where}: {exc}") from None
 
 
+def config_option() -> argparse.ArgumentParser:
+    """The ``--config PATH`` option every command that reads the settings takes (a parent
+    parser: ``sub.add_parser(name, parents=[config_option()])``)."""
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", metavar="PATH",
+                        help="YAML configuration file (default: $QUEUEKIT_CONFIG or "
+                             "./config.yaml); QUEUEKIT_* variables still override it")
+    return config
+
+
 def _queue_list(value: str) -> list[str]:
     queues = [q.strip() for q in value.split(",") if q.strip()]
     if not queues:
@@ -203,10 +213,7 @@ def _health(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any) -> None:
     """Add the operations commands to ``sub`` (the parser's sub-parsers)."""
-    config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--config", metavar="PATH",
-                        help="YAML configuration file (default: $QUEUEKIT_CONFIG or "
-                             "./config.yaml); QUEUEKIT_* variables still override it")
+    config = config_option()
 
     worker = sub.add_parser("worker", parents=[config],
                             help="run the plugins' processors until SIGTERM/SIGINT")

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from queuekit.cli.ops import read_settings
+from queuekit.cli.ops import config_option, read_settings
 from queuekit.schedules import JobSchedulerInfo
 
 #: Exit code of ``remove`` when there was no such scheduler.
@@ -85,13 +85,11 @@ def _schedules(args: argparse.Namespace) -> int:
 def add_commands(sub: Any) -> None:
     """Add ``schedules`` to ``sub`` (the parser's sub-parsers)."""
     schedules = sub.add_parser(
-        "schedules", help="list job schedulers ([QUEUE]) or remove one (remove QUEUE ID)",
+        "schedules", parents=[config_option()],
+        help="list job schedulers ([QUEUE]) or remove one (remove QUEUE ID)",
         description="queuekit schedules [QUEUE] lists job schedulers (every queue when "
                     "none is named); queuekit schedules remove QUEUE ID removes one and its "
                     "pending run.")
     schedules.add_argument("words", nargs="*", metavar="QUEUE | remove QUEUE ID")
-    schedules.add_argument("--config", metavar="PATH",
-                           help="YAML configuration file (default: $QUEUEKIT_CONFIG or "
-                                "./config.yaml); QUEUEKIT_* variables still override it")
     schedules.add_argument("--json", action="store_true", help="print JSON")
     schedules.set_defaults(func=_schedules, parser=schedules)
