@@ -46,6 +46,23 @@ async def finished(service: QueueService, job_ids: list[str]) -> list[str]:
             and info.state.finished]
 
 
+def held_worker(service: QueueService) -> asyncio.Event:
+    """A one-slot worker whose jobs run until the returned event is set."""
+    release = asyncio.Event()
+
+    async def slow(job: JobContext[BankSyncJobData]) -> JobResult:
+        await release.wait()
+        return JobResult(success=True)
+
+    service.create_worker(BANK, slow, concurrency=1)
+    return release
+
+
+async def until_active(service: QueueService, job_id: str) -> None:
+    await eventually(lambda: service.get_job(BANK, job_id),
+                     lambda info: info is not None and info.state == JobState.ACTIVE)
+
+
 async def test_pause_keeps_jobs_waiting_and_resume_runs_them(service: QueueService) -> None:
     assert not await service.is_paused(BANK)
     await service.pause(BANK)
@@ -63,17 +80,10 @@ async def test_pause_keeps_jobs_waiting_and_resume_runs_them(service: QueueServi
 
 
 async def test_pause_lets_the_running_job_finish(service: QueueService) -> None:
-    release = asyncio.Event()
-
-    async def slow(job: JobContext[BankSyncJobData]) -> JobResult:
-        await release.wait()
-        return JobResult(success=True)
-
-    service.create_worker(BANK, slow, concurrency=1)
+    release = held_worker(service)
     running = await service.add_job(BANK, "sync", sync())
     queued = await service.add_job(BANK, "sync", sync("b"))
-    await eventually(lambda: service.get_job(BANK, running.id),
-                     lambda info: info is not None and info.state == JobState.ACTIVE)
+    await until_active(service, running.id)
     await service.pause(BANK)
     release.set()
     assert (await service.wait_for_job(BANK, running.id, timeout=10)).state == JobState.COMPLETED
@@ -85,12 +95,6 @@ async def test_pause_lets_the_running_job_finish(service: QueueService) -> None:
 
 
 async def test_remove_job(service: QueueService) -> None:
-    release = asyncio.Event()
-
-    async def slow(job: JobContext[BankSyncJobData]) -> JobResult:
-        await release.wait()
-        return JobResult(success=True)
-
     waiting = await service.add_job(BANK, "sync", sync(), options={"delay": 60_000})
     assert await service.remove_job(BANK, waiting.id) is True
     assert await service.get_job(BANK, waiting.id) is None
@@ -98,9 +102,8 @@ async def test_remove_job(service: QueueService) -> None:
     assert await service.remove_job(BANK, "no-such-job") is False
 
     active = await service.add_job(BANK, "sync", sync())
-    service.create_worker(BANK, slow, concurrency=1)
-    await eventually(lambda: service.get_job(BANK, active.id),
-                     lambda info: info is not None and info.state == JobState.ACTIVE)
+    release = held_worker(service)
+    await until_active(service, active.id)
     with pytest.raises(JobActiveError, match="active"):
         await service.remove_job(BANK, active.id)
     release.set()
@@ -130,16 +133,9 @@ async def test_clean_removes_old_finished_jobs_up_to_the_limit(service: QueueSer
 
 
 async def test_drain_removes_waiting_and_delayed_only(service: QueueService) -> None:
-    release = asyncio.Event()
-
-    async def slow(job: JobContext[BankSyncJobData]) -> JobResult:
-        await release.wait()
-        return JobResult(success=True)
-
     active = await service.add_job(BANK, "sync", sync())
-    service.create_worker(BANK, slow, concurrency=1)
-    await eventually(lambda: service.get_job(BANK, active.id),
-                     lambda info: info is not None and info.state == JobState.ACTIVE)
+    release = held_worker(service)
+    await until_active(service, active.id)
     await service.add_job(BANK, "sync", sync("w"))
     await service.add_job(BANK, "sync", sync("p"), options={"priority": 3})
     await service.add_job(BANK, "sync", sync("d"), options={"delay": 60_000})
@@ -154,17 +150,10 @@ async def test_drain_removes_waiting_and_delayed_only(service: QueueService) -> 
 async def test_obliterate_refuses_active_jobs_unless_forced(
     service: QueueService, request: pytest.FixtureRequest,
 ) -> None:
-    release = asyncio.Event()
-
-    async def slow(job: JobContext[BankSyncJobData]) -> JobResult:
-        await release.wait()
-        return JobResult(success=True)
-
     active = await service.add_job(BANK, "sync", sync())
     await service.add_job(BANK, "sync", sync("later"), options={"delay": 60_000})
-    service.create_worker(BANK, slow, concurrency=1)
-    await eventually(lambda: service.get_job(BANK, active.id),
-                     lambda info: info is not None and info.state == JobState.ACTIVE)
+    release = held_worker(service)
+    await until_active(service, active.id)
     with pytest.raises(JobActiveError, match="force"):
         await service.obliterate(BANK)
     assert not await service.is_paused(BANK)  # the refusal left the queue as it was
@@ -177,16 +166,9 @@ async def test_obliterate_refuses_active_jobs_unless_forced(
 
 
 async def test_obliterate_with_force_removes_active_jobs(service: QueueService) -> None:
-    release = asyncio.Event()
-
-    async def slow(job: JobContext[BankSyncJobData]) -> JobResult:
-        await release.wait()
-        return JobResult(success=True)
-
     active = await service.add_job(BANK, "sync", sync())
-    service.create_worker(BANK, slow, concurrency=1)
-    await eventually(lambda: service.get_job(BANK, active.id),
-                     lambda info: info is not None and info.state == JobState.ACTIVE)
+    release = held_worker(service)
+    await until_active(service, active.id)
     await service.obliterate(BANK, force=True)
     assert await service.get_job(BANK, active.id) is None
     release.set()  # its worker cannot record the outcome; nothing comes back
