@@ -78,6 +78,19 @@ async def test_many_waiters_share_one_reader_that_goes_idle_after(
     assert (await qs.wait_for_job(BANK, again.id, timeout=10)).state == JobState.COMPLETED
 
 
+async def test_one_wait_after_another_keeps_one_reader(qs: RedisQueueService) -> None:
+    # A caller that adds a job and waits for it, again and again, must not restart the
+    # reader per job (each restart costs a round trip before the wait can begin).
+    qs.create_worker(BANK, no_op)
+    reader = qs._waiters.reader(BANK)
+    tasks = set()
+    for _ in range(5):
+        job = await qs.add_job(BANK, "sync-transactions", SYNC)
+        assert (await qs.wait_for_job(BANK, job.id, timeout=10)).state == JobState.COMPLETED
+        tasks.add(reader._task)
+    assert len(tasks) == 1 and None not in tasks
+
+
 async def test_a_missed_event_costs_one_recheck_not_the_result(
     qs: RedisQueueService, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

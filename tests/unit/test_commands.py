@@ -171,3 +171,26 @@ async def test_pipeline_transport_error_reaches_every_caller() -> None:
     assert all(isinstance(r, RedisConnectionError) for r in results[1:])
     assert connection.disconnected
     assert client.connection_pool.released == [connection]
+
+
+async def test_a_batch_goes_out_in_one_write_with_errors_as_replies() -> None:
+    from redis.exceptions import ResponseError
+
+    connection = FakeConnection(["state", ResponseError("NOSCRIPT"), "x"])
+    pipe = AutoPipeline(FakeClient(connection))  # type: ignore[arg-type]
+    first, second = await asyncio.gather(
+        pipe.execute_batch(("EVALSHA", "s", 0), ("HGETALL", "k")),
+        pipe.execute_batch(("GET", "x")))
+    assert first[0] == "state" and isinstance(first[1], ResponseError)
+    assert second == ["x"]
+    # The first batch went inline in one write; the second waited for the next batch.
+    assert (pipe.batches, pipe.commands) == (2, 3)
+
+
+async def test_a_batch_raises_a_transport_error() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    connection = FakeConnection([RedisConnectionError("gone")])
+    pipe = AutoPipeline(FakeClient(connection))  # type: ignore[arg-type]
+    with pytest.raises(RedisConnectionError):
+        await pipe.execute_batch(("GET", "a"), ("GET", "b"))

@@ -1,5 +1,6 @@
 """The events reader's dispatch, without Redis: final events wake the waiters of their job
-only, in both reply shapes redis-py gives (RESP2 lists, RESP3 maps), and closing wakes all."""
+only, in every reply shape (redis-py's RESP2 lists and RESP3 maps, the raw flat field
+lists of the reader's own XREAD), and closing wakes all."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ async def test_final_events_wake_the_waiters_of_that_job_only() -> None:
     found._dispatch({"bull:q:events": entries(("failed", "b"))})  # RESP3 shape
     assert await b.changed(1)
     assert found._cursor == "1-0"
+    # The reader's own XREAD (no redis-py parsing): fields as a flat list.
+    assert found._dispatch({"bull:q:events": [("2-0", ["event", "completed", "jobId", "b"])]})
+    assert await b.changed(1)
+    assert not found._dispatch([("bull:q:events", [("3-0", ["event", "completed",
+                                                            "jobId", "nobody"])])])
     await stop(found)
 
 

@@ -31,6 +31,7 @@ from queuekit.redis.breaker import UNAVAILABLE_ERRORS
 from queuekit.redis.commands import CompleteJobCommand
 from queuekit.redis.jobs import JobHost, LeanJob
 from queuekit.redis.keys import MOVE_TO_ACTIVE_KEYS, worker_client_name
+from queuekit.redis.link import DedicatedLink
 from queuekit.redis.schedules import SchedulerAdvancer
 from queuekit.redis.wire import MAX_BLOCK, REDIS_TIMER_SLACK, worker_name
 from queuekit.redis.worker import RedisWorker
@@ -52,6 +53,7 @@ class FastWorker(RedisWorker):
         self.connection.name_client(self._client, worker_client_name(
             self.prefix, queue, worker_name()))
         self._pipe = self.connection.auto_pipeline(max_batch=8, client=self._client)
+        self._marker_link = DedicatedLink(self._client)  # the blocking wait's connection
         backend = RedisBackend(queue, RedisConnection(self._client), prefix=self.prefix,
                                owns_connection=False)
         self._scripts: Any = backend.scripts
@@ -160,7 +162,7 @@ class FastWorker(RedisWorker):
         else:
             precise = False
             wait = self._drain_delay
-        result = await self._client.bzpopmin(self._marker, wait)
+        result = await self._marker_link.call("BZPOPMIN", self._marker, wait)
         if result:
             _key, member, score = result
             self._block_until = int(float(score)) if member and float(score) else 0
@@ -263,4 +265,5 @@ class FastWorker(RedisWorker):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._pipe.aclose()
+        await self._marker_link.aclose()
         await super()._release(forced)

@@ -8,8 +8,9 @@ redis-py's ``AsyncScript`` accepts this object as its ``client``, so BullMQ's Lu
 The first command while nothing is in flight goes out at once; commands issued while
 a batch is in flight gather into the next. Batches are written straight to connections
 this object keeps (redis-py's ``Pipeline`` costs about as much per batch as the commands
-in a small one), and capped at
-``max_batch`` commands: several small batches in flight keep Redis and this process busy
+in a small one), through :class:`~queuekit.redis.link.Link` where hiredis is installed
+(one write and one future per reply, no stream layers), and capped at ``max_batch``
+commands: several small batches in flight keep Redis and this process busy
 at the same time, where one large batch makes each wait for the other.
 """
 
@@ -21,6 +22,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ResponseError
+
+from queuekit.redis.link import Link
 
 Pending = list[tuple[tuple[Any, ...], "asyncio.Future[Any]"]]
 
@@ -39,30 +42,57 @@ class AutoPipeline:
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
         self._inline = 0  # lone commands being sent by their own caller
-        self._idle: list[AbstractConnection] = []
+        self._idle: list[Link | AbstractConnection] = []
         self.batches = 0
         self.commands = 0
 
     async def execute_command(self, *args: Any) -> Any:
         """Queue one command for the next batch and await its reply."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        entries = [(args, future)]
+        if self._queued(entries):
+            return await future
+        await self._send_inline(entries)
+        return future.result()
+
+    async def execute_batch(self, *commands: tuple[Any, ...]) -> list[Any]:
+        """Several commands in one batch (one write; no MULTI), replies in order.
+
+        A command's own error answer (``ResponseError``) is its reply, not raised; a
+        transport error is raised (then none of the replies is known).
+        """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        entries: Pending = [(args, loop.create_future()) for args in commands]
+        if self._queued(entries):
+            await asyncio.wait([future for _, future in entries])
+        else:
+            await self._send_inline(entries)
+        replies = [future.exception() or future.result() for _, future in entries]
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
+    def _queued(self, entries: Pending) -> bool:
+        """Queue ``entries`` for the next batch; False (nothing queued) when nothing is in
+        flight: then the caller sends them itself, with no task and no extra loop turn,
+        and callers arriving meanwhile gather into the next batch."""
         if not self._pending and not self._sending and not self._inline:
-            # Nothing in flight: the caller sends its command itself, with no task and
-            # no extra loop turn; callers arriving meanwhile gather into the next batch.
-            self._inline += 1
-            try:
-                await self._send([(args, future)])
-            finally:
-                self._inline -= 1
-            return future.result()
-        self._pending.append((args, future))
+            return False
+        self._pending.extend(entries)
         if len(self._pending) >= self._max_batch or not (self._sending or self._inline):
             self._flush()
         elif not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+            asyncio.get_running_loop().call_soon(self._flush)
+        return True
+
+    async def _send_inline(self, entries: Pending) -> None:
+        self._inline += 1
+        try:
+            await self._send(entries)
+        finally:
+            self._inline -= 1
 
     async def evalsha(self, sha: str, numkeys: int, *args: Any) -> Any:
         """``EVALSHA`` through the batch (what ``AsyncScript.__call__`` calls)."""
@@ -108,19 +138,15 @@ class AutoPipeline:
         """Every command's reply, or its own error answer; raises when the transport
         fails (then the whole batch failed)."""
         healthy = False
-        connection: AbstractConnection | None = None
+        connection: Link | AbstractConnection | None = None
         try:
-            connection = (self._idle.pop() if self._idle
-                          else await self._pool.get_connection())
-            replies: list[Any] = []
+            connection = self._idle.pop() if self._idle else await self._connect()
+            commands = [args for args, _ in batch]
             async with asyncio.timeout(self._timeout):
-                await connection.send_packed_command(
-                    connection.pack_commands([args for args, _ in batch]), check_health=False)
-                for _ in batch:
-                    try:
-                        replies.append(await connection.read_response())
-                    except ResponseError as error:  # this command's error, not the batch's
-                        replies.append(error)
+                if isinstance(connection, Link):
+                    replies = await connection.call(commands)
+                else:
+                    replies = await self._call(connection, commands)
             healthy = True
             return replies
         finally:
@@ -128,8 +154,33 @@ class AutoPipeline:
                 if healthy:
                     self._idle.append(connection)
                 else:
-                    await connection.disconnect()
-                    await self._pool.release(connection)
+                    await self._discard(connection)
+
+    async def _connect(self) -> Link | AbstractConnection:
+        return await Link.open(self._pool)
+
+    @staticmethod
+    async def _call(connection: AbstractConnection, commands: list[tuple[Any, ...]]
+                    ) -> list[Any]:
+        # Through redis-py's connection (no hiredis).
+        await connection.send_packed_command(connection.pack_commands(commands),
+                                             check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:  # this command's error, not the batch's
+                replies.append(error)
+        return replies
+
+    async def _discard(self, connection: Link | AbstractConnection) -> None:
+        """Close a connection (a link's socket is this object's) and give it back."""
+        if isinstance(connection, Link):
+            await connection.aclose()
+            connection = connection.connection
+        else:
+            await connection.disconnect()
+        await self._pool.release(connection)
 
     async def aclose(self) -> None:
         """Wait for batches in flight, then give the kept connections back to the pool."""
@@ -137,4 +188,7 @@ class AutoPipeline:
             await asyncio.gather(*self._sending, return_exceptions=True)
         idle, self._idle = self._idle, []
         for connection in idle:
-            await self._pool.release(connection)
+            if isinstance(connection, Link):
+                await self._discard(connection)
+            else:
+                await self._pool.release(connection)

@@ -7,7 +7,6 @@ inside this package and never reach the public API.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -32,7 +31,7 @@ from queuekit.redis.controls import RedisControls
 from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
 from queuekit.redis.flows import RedisFlows
-from queuekit.redis.jobs import raw_from_bull
+from queuekit.redis.jobs import raw_from_bull, raw_from_hash
 from queuekit.redis.keys import GET_STATE_KEYS, events_key, rate_limit_key
 from queuekit.redis.layout import KeyLayout
 from queuekit.redis.ratelimit import RedisRateLimiter
@@ -218,25 +217,20 @@ class RedisQueueService(QueueService):
         async def read() -> RawJob | None:
             # State first: the hash read after it is at least as new, so a finished
             # state always comes with its finishedOn, failedReason and return value.
-            # Both in one round trip (wait_for_job reads after every wake-up).
+            # Both in one batch of the auto-pipeline (wait_for_job reads after every
+            # wake-up), and the hash parsed without building bullmq's Job.
             scripts = bull_queue.scripts
-            script, key = scripts.commands["getStateV2"], scripts.toKey(job_id)
+            sha, key = scripts.commands["getStateV2"].sha, scripts.toKey(job_id)
             keys = scripts.getKeys(list(GET_STATE_KEYS))
-            async with self.connection.client.pipeline(transaction=False) as pipe:
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, job_id, key)
-                pipe.hgetall(key)
-                state, fields = await pipe.execute(raise_on_error=False)
-            if isinstance(state, BaseException):  # NOSCRIPT (a restarted server), old Redis
+            state, fields = await self._pipe.execute_batch(
+                ("EVALSHA", sha, len(keys), *keys, job_id, key), ("HGETALL", key))
+            if isinstance(state, ResponseError):  # NOSCRIPT (a restarted server), old Redis
                 state = await bull_queue.getJobState(job_id)
-            if isinstance(fields, BaseException):
+            if isinstance(fields, ResponseError):
                 raise fields
-            if not fields:
-                return None
-            raw = raw_from_bull(bullmq.Job.fromJSON(bull_queue, fields, job_id), str(state))
-            # bullmq's Job.fromJSON drops the stack traces of failed attempts.
-            stack = fields.get("stacktrace")
-            raw.stacktrace = tuple(json.loads(stack)) if stack else ()
-            return raw
+            if isinstance(fields, list):  # RESP2: a flat list of names and values
+                fields = dict(zip(fields[::2], fields[1::2], strict=True))
+            return raw_from_hash(fields, job_id, str(state)) if fields else None
 
         return await self.breaker.call(read)
 

@@ -7,11 +7,12 @@ queue's events stream (a dedicated connection without socket timeout, made by
 Node BullMQ workers write the same stream, so their jobs wake waiters the same way.
 
 The reader starts on the first wait (after learning the stream's last entry id, so an
-event that follows the subscription is never skipped), goes idle once nobody waits, and
-stops when the service closes. Connection errors are retried with a growing pause; each
-one wakes every waiter so it re-reads its job (entries may have been missed, e.g. while
-Redis restarted). ``QueueService.wait_for_job`` re-reads every second anyway, so a
-missed event costs latency, never a result.
+event that follows the subscription is never skipped), goes idle once nobody has waited
+for one block interval (a caller that waits for one job after another keeps one running
+reader instead of restarting it per job), and stops when the service closes. Connection
+errors are retried with a growing pause; each one wakes every waiter so it re-reads its
+job (entries may have been missed, e.g. while Redis restarted). ``QueueService.wait_for_job``
+re-reads every second anyway, so a missed event costs latency, never a result.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from queuekit.events import JobWatch
+from queuekit.redis.link import DedicatedLink
 
 log = logging.getLogger("queuekit.redis.waiters")
 
@@ -76,6 +79,8 @@ class QueueEventReader:
         self._ready = asyncio.Event()
         self._cursor: str | None = None
         self._closed = False
+        self._last_watch = 0.0  # monotonic time the last watch ended
+        self._link: DedicatedLink | None = None  # the connection XREAD blocks on
 
     @property
     def client(self) -> Redis | None:
@@ -111,20 +116,43 @@ class QueueEventReader:
             found.discard(watch)
             if not found:
                 del self._watches[watch.job_id]
+        self._last_watch = time.monotonic()
+
+    def _wanted(self) -> bool:
+        """Whether the loop goes on: somebody waits, or did within one block interval."""
+        if self._closed:
+            return False
+        return bool(self._watches) or time.monotonic() - self._last_watch < BLOCK_MS / 1000
 
     def _wake_all(self) -> None:
         for watches in self._watches.values():
             for watch in watches:
                 watch.wake()
 
-    def _dispatch(self, reply: Any) -> None:
+    def _dispatch(self, reply: Any) -> bool:
+        """Wake the waiters of every job the entries finish; True when one was woken.
+        Takes redis-py's parsed reply (fields as a dict) or the raw one (a flat list)."""
+        woke = False
         streams = reply.items() if isinstance(reply, dict) else (reply or [])
         for _key, entries in streams:
             for entry_id, fields in entries:
                 self._cursor = entry_id
+                if not isinstance(fields, dict):
+                    fields = dict(zip(fields[::2], fields[1::2], strict=False))
                 if fields.get("event") in FINAL_EVENTS:
                     for watch in self._watches.get(str(fields.get("jobId")), ()):
                         watch.wake()
+                        woke = True
+        return woke
+
+    async def _xread(self, client: Redis) -> Any:
+        """One blocking XREAD from the cursor, over a connection the reader keeps (a
+        :class:`DedicatedLink`: no pool round and no reply parsing per read; a busy queue
+        writes several entries per job, and the reader wakes for each batch)."""
+        if self._link is None:
+            self._link = DedicatedLink(client)
+        return await self._link.call("XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS,
+                                     "STREAMS", self.key, str(self._cursor))
 
     async def _position(self, client: Redis) -> str:
         last: Any = await client.xrevrange(self.key, count=1)
@@ -133,7 +161,7 @@ class QueueEventReader:
     async def _run(self) -> None:
         pause = RETRY_START
         try:
-            while self._watches and not self._closed:
+            while self._wanted():
                 try:
                     if self._client is None:
                         self._client = self._make_client()
@@ -143,8 +171,7 @@ class QueueEventReader:
                     # The connection has no socket timeout (it blocks on purpose); this
                     # bound notices a connection that died without a reset.
                     async with asyncio.timeout(BLOCK_MS / 1000 + 5):
-                        reply = await self._client.xread({self.key: self._cursor},
-                                                         count=READ_COUNT, block=BLOCK_MS)
+                        reply = await self._xread(self._client)
                 except Exception as exc:
                     # Connection errors are expected (a restart, a failover); anything else
                     # (a cluster client giving up on its slot map) is worth a warning. The
@@ -159,7 +186,9 @@ class QueueEventReader:
                     pause = min(pause * 2, RETRY_CAP)
                     continue
                 pause = RETRY_START
-                self._dispatch(reply)
+                if self._dispatch(reply):
+                    # Let the woken waiters read their jobs before the next XREAD is sent.
+                    await asyncio.sleep(0)
         finally:
             # No await between the loop's last check and this: a watch that arrives
             # later sees no task and starts a new one from the stream's current end.
@@ -173,6 +202,8 @@ class QueueEventReader:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._link is not None:
+            await self._link.aclose()
         self._wake_all()
 
 

@@ -1,0 +1,129 @@
+"""The auto-pipeline over real Redis: its connections are driven by ``Link`` (hiredis fed
+from the socket), replies and error answers reach their own callers, a broken or timed
+out connection is dropped and the next batch opens a new one, and closing gives every
+connection back to its pool."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+from queuekit.redis.link import Link
+from queuekit.redis.pipeline import AutoPipeline
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import eventually
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    found = Redis.from_url(redis_server.url, decode_responses=True)
+    yield found
+    await found.aclose()
+
+
+async def test_replies_and_error_answers_reach_their_callers(client: Redis,
+                                                             key_prefix: str) -> None:
+    pipe = AutoPipeline(client)
+    key = f"{key_prefix}:h"
+    results = await asyncio.gather(
+        pipe.execute_command("HSET", key, "a", "1", "b", "2"),
+        pipe.execute_command("EVALSHA", "0" * 40, 0),
+        pipe.execute_command("HGETALL", key),
+        pipe.execute_command("INCR", key),  # WRONGTYPE: this caller's error only
+        return_exceptions=True)
+    assert results[0] == 2
+    assert isinstance(results[1], NoScriptError)  # redis-py's class, as AsyncScript expects
+    assert results[2] in ({"a": "1", "b": "2"}, ["a", "1", "b", "2"])  # RESP3 or RESP2
+    assert isinstance(results[3], ResponseError) and "WRONGTYPE" in str(results[3])
+    assert pipe._idle and all(isinstance(c, Link) for c in pipe._idle)
+
+    # A large reply arrives in several reads and still completes its own caller.
+    value = "x" * 300_000
+    state, echoed = await pipe.execute_batch(("SET", f"{key_prefix}:big", value),
+                                             ("GET", f"{key_prefix}:big"))
+    assert (state, echoed) == ("OK", value)
+    await pipe.aclose()
+
+
+async def test_a_killed_connection_fails_its_batch_and_the_next_one_reconnects(
+        client: Redis, key_prefix: str) -> None:
+    pipe = AutoPipeline(client)
+    own_id = await pipe.execute_command("CLIENT", "ID")
+    await client.client_kill_filter(_id=own_id)  # the pipeline's connection only
+    with pytest.raises(RedisConnectionError):
+        await pipe.execute_command("PING")
+    assert await pipe.execute_command("SET", f"{key_prefix}:k", "v") == "OK"
+    await pipe.aclose()
+
+
+async def test_a_timed_out_batch_drops_its_connection_without_stray_errors(
+        client: Redis, key_prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    pipe = AutoPipeline(client, timeout=0.2)
+    await pipe.execute_command("PING")
+    with pytest.raises(TimeoutError):
+        # The second reply never comes in time (BLPOP blocks 2 s).
+        await pipe.execute_batch(("PING",), ("BLPOP", f"{key_prefix}:never", 2), ("PING",))
+    assert not pipe._idle  # the connection was dropped, not kept for the next batch
+    assert await pipe.execute_command("PING") in ("PONG", True)
+    gc.collect()
+    await asyncio.sleep(0)
+    # Futures of the dropped batch nobody awaits must not be reported by asyncio.
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    await pipe.aclose()
+
+
+async def test_closing_gives_every_connection_back(client: Redis, key_prefix: str) -> None:
+    pipe = AutoPipeline(client, max_batch=2)
+    await asyncio.gather(*(pipe.execute_command("INCR", f"{key_prefix}:n") for _ in range(50)))
+    assert int(await client.get(f"{key_prefix}:n") or 0) == 50
+    pool = client.connection_pool
+    assert pool._in_use_connections  # the pipeline keeps its own connections
+    await pipe.aclose()
+    assert not pool._in_use_connections
+    # A returned connection works for redis-py again (its stream protocol is back).
+    assert await client.ping()
+
+
+async def test_an_argument_redis_py_refuses_fails_alone(client: Redis, key_prefix: str) -> None:
+    from redis.exceptions import DataError
+
+    pipe = AutoPipeline(client)
+    await pipe.execute_command("SET", f"{key_prefix}:a", "1")
+    with pytest.raises(DataError):
+        await pipe.execute_command("SET", f"{key_prefix}:b", {"not": "packable"})
+    # Nothing was sent for it, so the next reply is not handed to the wrong caller.
+    assert await pipe.execute_command("GET", f"{key_prefix}:a") == "1"
+    await pipe.aclose()
+
+
+async def test_a_connection_the_server_closed_before_the_takeover_is_reopened(
+        client: Redis) -> None:
+    # The server closes a connection redis-py holds: its stream reads the EOF (and keeps
+    # the transport half open). A link over it would never hear of it again and wait
+    # for a reply forever, so it must be reconnected first.
+    pool = client.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    await connection.send_command("CLIENT", "ID")
+    own_id = await connection.read_response()
+    await client.client_kill_filter(_id=own_id)
+    stream: Any = connection._reader
+    await eventually(lambda: asyncio.sleep(0, stream.at_eof()), bool)
+    assert Link.take(connection) is None
+
+    class HandsItOver:  # a pool handing out the connection as it is (no check of its own)
+        async def get_connection(self) -> Any:
+            return connection
+
+    link = await Link.open(HandsItOver())
+    assert isinstance(link, Link)
+    async with asyncio.timeout(5):
+        assert await link.call([("PING",)]) in (["PONG"], [True])
+    await link.aclose()
+    await pool.release(connection)
