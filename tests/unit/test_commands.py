@@ -60,6 +60,12 @@ async def test_add_job_matches_bullmq(extra: dict[str, Any]) -> None:
 
     assert msgpack.unpackb(ours[2]) == msgpack.unpackb(theirs[2])
     assert ours[3:] == theirs[3:]
+    # The packed options are kept for the last options object only: another object (even
+    # an equal one) is packed anew, and going back packs the first again.
+    other = {**opts, "attempts": 9}
+    for given in (other, opts, dict(opts), other):
+        packed = command.build("sync", data, given, timestamp=job.timestamp)[2][2]
+        assert msgpack.unpackb(packed) == bullmq_job_opts(given)
 
 
 def test_job_opts_and_keep_jobs_follow_bullmq() -> None:
@@ -91,6 +97,7 @@ async def test_complete_job_matches_bullmq(monkeypatch: pytest.MonkeyPatch,
     assert ours_keys == keys
     assert ours_args[:-1] == args[:-1]
     assert msgpack.unpackb(ours_args[-1]) == msgpack.unpackb(args[-1])
+
 
 
 def test_fast_connection_packs_like_redis_py() -> None:

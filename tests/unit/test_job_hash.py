@@ -44,3 +44,18 @@ def test_the_lean_parse_matches_bullmq(state: str) -> None:
     assert lean.stacktrace == tuple(json.loads(fields.get("stacktrace", "[]")))
     bull.stacktrace = lean.stacktrace
     assert lean == bull
+
+
+def test_lean_jobs_parse_each_options_text_once_and_read_only() -> None:
+    from queuekit.redis.jobs import LeanJob
+
+    first, second = (LeanJob(None, {**BASE}, str(n), "t")  # type: ignore[arg-type]
+                     for n in (1, 2))
+    assert first.opts is second.opts and first.opts["attempts"] == 3
+    with pytest.raises(TypeError):
+        first.opts["attempts"] = 1  # type: ignore[index]
+    assert LeanJob.fits(BASE)
+    # Options only bullmq's Job handles (flows, deduplication) keep the bullmq path.
+    for name in ("fpof", "de", "parent"):
+        assert not LeanJob.fits({**BASE, "opts": json.dumps({"attempts": 1, name: 1})})
+    assert not LeanJob.fits({**BASE, "parentKey": "bull:q:1"})

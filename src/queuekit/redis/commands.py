@@ -45,7 +45,10 @@ class AddJobCommand:
             "addDelayedJob": scripts.getKeys(list(ADD_DELAYED_KEYS)),
             "addPrioritizedJob": scripts.getKeys(list(ADD_PRIORITIZED_KEYS)),
         }
-        self._packed_opts: dict[int, bytes] = {}
+        # The packed options of the last options object (most adds of a service pass
+        # the same one: its converted defaults); the object is kept, so its id is ours.
+        self._opts: Mapping[str, Any] | None = None
+        self._packed_opts = b""
 
     def build(self, name: str, data: Any, opts: Mapping[str, Any],
               timestamp: int | None = None) -> tuple[str, list[str], list[Any]]:
@@ -59,11 +62,10 @@ class AddJobCommand:
              dedup_key_under(self._prefix_key, dedup["id"]) if dedup else None],
             use_bin_type=True,
         )
-        args: list[Any] = [
-            packed_args,
-            _dumps(data),
-            msgpack.packb(bullmq_job_opts(opts)),
-        ]
+        if opts is not self._opts:
+            self._packed_opts = msgpack.packb(bullmq_job_opts(opts))
+            self._opts = opts
+        args: list[Any] = [packed_args, _dumps(data), self._packed_opts]
         delay = opts.get("delay")
         if delay:
             script = "addDelayedJob"

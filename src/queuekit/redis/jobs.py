@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from bullmq.backends.redis_backend import RedisBackend
@@ -103,6 +105,23 @@ class JobHost:
 #: flows (parents), job schedulers, deduplication. Such jobs take bullmq's path.
 BULL_ONLY_FIELDS = ("parentKey", "parent")
 BULL_ONLY_OPTS = ("fpof", "cpof", "idof", "rdof", "parent", "de")
+_QUOTED_BULL_ONLY_OPTS = tuple(f'"{name}"' for name in BULL_ONLY_OPTS)
+
+#: Parsed options by their JSON text: the jobs of one producer share it, so a worker
+#: parses each distinct text once. Read-only views (every job of that text shares one).
+_OPTS: dict[str, tuple[Mapping[str, Any], bool]] = {}
+_OPTS_KEPT = 64
+
+
+def _parsed_opts(text: str) -> tuple[Mapping[str, Any], bool]:
+    """(the options, whether the lean path can handle them) of one opts JSON text."""
+    found = _OPTS.get(text)
+    if found is None:
+        if len(_OPTS) >= _OPTS_KEPT:
+            _OPTS.clear()
+        lean = not any(name in text for name in _QUOTED_BULL_ONLY_OPTS)
+        found = _OPTS[text] = (MappingProxyType(json.loads(text)), lean)
+    return found
 
 
 class LeanJob:
@@ -125,7 +144,7 @@ class LeanJob:
         self.token = token
         self.name = raw.get("name")
         self.data = json.loads(raw.get("data", "{}"))
-        self.opts: dict[str, Any] = json.loads(raw.get("opts", "{}"))
+        self.opts = _parsed_opts(raw.get("opts") or "{}")[0]
         self.attempts = self.opts.get("attempts", 1)
         self.attemptsMade = int(raw.get("attemptsMade") or raw.get("atm") or 0)
         self.timestamp = int(raw.get("timestamp") or 0)
@@ -143,10 +162,9 @@ class LeanJob:
     @staticmethod
     def fits(raw: dict[str, Any]) -> bool:
         """Whether the lean path can handle this job hash."""
-        if any(field in raw for field in BULL_ONLY_FIELDS):
+        if "parentKey" in raw or "parent" in raw:  # BULL_ONLY_FIELDS
             return False
-        opts = raw.get("opts", "")
-        return not any(f'"{name}"' in opts for name in BULL_ONLY_OPTS)
+        return _parsed_opts(raw.get("opts") or "{}")[1]
 
     def bull(self) -> Any:
         """bullmq's ``Job`` for this job (built once)."""

@@ -39,7 +39,7 @@ class Link(asyncio.Protocol):
     """Replies of one connection, in order, to the futures waiting for them."""
 
     def __init__(self, connection: AbstractConnection, transport: asyncio.Transport,
-                 reader: Any) -> None:
+                 reader: Any, timeout: float | None = None) -> None:
         self.connection = connection
         self._transport = transport
         self._stream: asyncio.BaseProtocol = transport.get_protocol()
@@ -47,10 +47,18 @@ class Link(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._waiting: deque[asyncio.Future[Any]] = deque()
         self._lost: Exception | None = None
+        # A read timeout as redis-py's socket_timeout: no reply for `timeout` seconds while
+        # a command waits fails the link. One watchdog tick per quarter of it, not a timer
+        # per call; `_since` is when the oldest waiting command last saw a reply arrive.
+        self._timeout = timeout
+        self._since = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        if timeout:
+            self._watchdog = self._loop.call_later(timeout / 4, self._tick)
         transport.set_protocol(self)
 
     @classmethod
-    def take(cls, connection: AbstractConnection) -> Link | None:
+    def take(cls, connection: AbstractConnection, timeout: float | None = None) -> Link | None:
         """Drive ``connection``'s socket from now on; None when it can't be done (no
         hiredis, a parser of another kind, bytes redis-py has read but not parsed)."""
         parser: Any = getattr(connection, "_parser", None)
@@ -68,10 +76,10 @@ class Link(asyncio.Protocol):
                                    "notEnoughData": _INCOMPLETE}
         if encoder.decode_responses:
             options.update(encoding=encoder.encoding, errors=encoder.encoding_errors)
-        return cls(connection, writer.transport, hiredis.Reader(**options))
+        return cls(connection, writer.transport, hiredis.Reader(**options), timeout)
 
     @classmethod
-    async def open(cls, pool: Any) -> Link | AbstractConnection:
+    async def open(cls, pool: Any, timeout: float | None = None) -> Link | AbstractConnection:
         """A connection of ``pool``, as a link where one can be made."""
         connection: AbstractConnection = await pool.get_connection()
         if _ended(connection):
@@ -79,7 +87,7 @@ class Link(asyncio.Protocol):
             # a link would never hear of it again, as the stream has had its EOF.
             await connection.disconnect()
             await connection.connect()  # type: ignore[no-untyped-call]
-        return cls.take(connection) or connection
+        return cls.take(connection, timeout) or connection
 
     async def call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write; their replies in order (an error answer is its
@@ -90,6 +98,8 @@ class Link(asyncio.Protocol):
             raise self._lost
         packed = self.connection.pack_commands(commands)  # may refuse an argument: first
         futures = [self._loop.create_future() for _ in commands]
+        if not self._waiting:
+            self._since = self._loop.time()
         self._waiting.extend(futures)
         self._transport.writelines(packed)
         try:
@@ -119,6 +129,8 @@ class Link(asyncio.Protocol):
                 future = waiting.popleft()
                 if not future.done():
                     future.set_result(reply)
+            if waiting:
+                self._since = self._loop.time()
         except InvalidResponse as exc:
             self._fail(RedisConnectionError(f"bad reply from Redis: {exc}"))
             self._transport.close()
@@ -128,7 +140,20 @@ class Link(asyncio.Protocol):
         self._fail(RedisConnectionError(reason))
         self._stream.connection_lost(exc)  # redis-py's disconnect() waits for its stream
 
+    def _tick(self) -> None:
+        assert self._timeout is not None
+        if self._lost is not None:
+            return
+        if self._waiting and self._loop.time() - self._since >= self._timeout:
+            self._fail(TimeoutError(f"no reply from Redis in {self._timeout:g} s"))
+            self._transport.close()
+            return
+        self._watchdog = self._loop.call_later(self._timeout / 4, self._tick)
+
     def _fail(self, error: Exception) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._lost is None:
             self._lost = error
         while self._waiting:

@@ -52,7 +52,11 @@ class AutoPipeline:
         entries = [(args, future)]
         if self._queued(entries):
             return await future
-        await self._send_inline(entries)
+        self._inline += 1
+        try:
+            await self._send(entries)
+        finally:
+            self._inline -= 1
         return future.result()
 
     async def execute_batch(self, *commands: tuple[Any, ...]) -> list[Any]:
@@ -142,10 +146,10 @@ class AutoPipeline:
         try:
             connection = self._idle.pop() if self._idle else await self._connect()
             commands = [args for args, _ in batch]
-            async with asyncio.timeout(self._timeout):
-                if isinstance(connection, Link):
-                    replies = await connection.call(commands)
-                else:
+            if isinstance(connection, Link):  # its watchdog applies the timeout
+                replies = await connection.call(commands)
+            else:
+                async with asyncio.timeout(self._timeout):
                     replies = await self._call(connection, commands)
             healthy = True
             return replies
@@ -157,7 +161,7 @@ class AutoPipeline:
                     await self._discard(connection)
 
     async def _connect(self) -> Link | AbstractConnection:
-        return await Link.open(self._pool)
+        return await Link.open(self._pool, self._timeout)
 
     @staticmethod
     async def _call(connection: AbstractConnection, commands: list[tuple[Any, ...]]
