@@ -77,3 +77,22 @@ def test_queues_are_found_from_their_meta_keys() -> None:
     assert queue_of_cluster_meta_key("queue", "queue", "{queue:a}:b:meta") is None
     assert queue_of_cluster_meta_key("queue", "queue", "{queue:a}:a:wait") is None
     assert queue_of_cluster_meta_key("queue", "shared", "{queue}:reports:meta") == "reports"
+
+
+async def test_a_command_redirected_too_often_is_tried_again() -> None:
+    from redis.exceptions import ClusterError
+
+    from queuekit.redis.cluster import through_failover
+
+    answers: list[BaseException | str] = [ClusterError("TTL exhausted."), "ran"]
+
+    async def call() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    assert await through_failover(call, wait=5) == "ran"
+    answers[:] = [ClusterError("Cluster mode is not enabled on this node")]
+    with pytest.raises(ClusterError, match="not enabled"):  # not a migration: at once
+        await through_failover(call, wait=5)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline, ClusterPubSub, RedisCluster
 from redis.exceptions import (
     ClusterDownError,
+    ClusterError,
     MasterDownError,
     SlotNotCoveredError,
     TryAgainError,
@@ -41,6 +42,7 @@ FAILOVER_ERRORS: tuple[type[BaseException], ...] = (
     RedisConnectionError, RedisTimeoutError, TimeoutError, ClusterDownError,
     MasterDownError, TryAgainError, SlotNotCoveredError,
 )
+_RETRIED: tuple[type[BaseException], ...] = (*FAILOVER_ERRORS, ClusterError)
 #: Pause between two attempts while the cluster elects a new master.
 _RETRY_PAUSE = 0.2
 
@@ -53,7 +55,9 @@ async def through_failover(call: Callable[[], Awaitable[T]], wait: float) -> T:
     while True:
         try:
             return await call()
-        except FAILOVER_ERRORS as exc:
+        except _RETRIED as exc:
+            if not isinstance(exc, FAILOVER_ERRORS) and not _redirected_too_often(exc):
+                raise
             now = time.monotonic()
             if deadline is None:
                 deadline = now + wait
@@ -62,6 +66,12 @@ async def through_failover(call: Callable[[], Awaitable[T]], wait: float) -> T:
             if now >= deadline:
                 raise
             await asyncio.sleep(_RETRY_PAUSE)
+
+
+def _redirected_too_often(exc: BaseException) -> bool:
+    """redis-py's "TTL exhausted": the command met MOVED/ASK redirections until it gave up
+    (its slot migrating under load) and did not run; worth another try, as a failover."""
+    return "TTL exhausted" in str(exc)
 
 
 class FailoverCluster(RedisCluster):
