@@ -85,8 +85,12 @@ async def serve(service: ServiceSource, *, host: str = "127.0.0.1", port: int = 
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host.strip("[]"), port))
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    # Listening before on_ready: a client told the address may connect at once (uvicorn
+    # listens again when it serves the socket, which is harmless).
+    sock.listen(config.backlog)
     bound = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(config)
     if on_ready is not None:
         shown = f"[{host.strip('[]')}]" if family == socket.AF_INET6 else host
         on_ready(f"http://{shown}:{bound}/")

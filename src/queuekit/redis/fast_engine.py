@@ -162,7 +162,9 @@ class FastWorker(RedisWorker):
         else:
             precise = False
             wait = self._drain_delay
-        result = await self._marker_link.call("BZPOPMIN", self._marker, wait)
+        result = await self._marker_link.call(
+            "BZPOPMIN", self._marker, wait,
+            direct=lambda: self._client.bzpopmin(self._marker, wait))
         if result:
             _key, member, score = result
             self._block_until = int(float(score)) if member and float(score) else 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
@@ -187,10 +188,13 @@ class DedicatedLink:
         self._link: Link | None = None
         self._direct = self._pool is None or hiredis is None
 
-    async def call(self, *args: Any) -> Any:
-        """The reply of one command (an error answer is raised)."""
+    async def call(self, *args: Any, direct: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """The reply of one command (an error answer is raised). ``direct`` is the same
+        command through the client's own method, for when no link can be made (a cluster
+        client routes by the keys that method names)."""
         if self._direct:
-            return await self._client.execute_command(*args)
+            return await (direct() if direct is not None
+                          else self._client.execute_command(*args))
         link = self._link
         if link is None:
             opened = await Link.open(self._pool)

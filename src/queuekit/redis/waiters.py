@@ -151,8 +151,11 @@ class QueueEventReader:
         writes several entries per job, and the reader wakes for each batch)."""
         if self._link is None:
             self._link = DedicatedLink(client)
-        return await self._link.call("XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS,
-                                     "STREAMS", self.key, str(self._cursor))
+        cursor = str(self._cursor)
+        return await self._link.call(
+            "XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", self.key, cursor,
+            direct=lambda: client.xread({self.key: cursor}, count=READ_COUNT,
+                                        block=BLOCK_MS))
 
     async def _position(self, client: Redis) -> str:
         last: Any = await client.xrevrange(self.key, count=1)
