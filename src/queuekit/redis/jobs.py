@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from bullmq.backends.redis_backend import RedisBackend
-from bullmq.job import Job
+from bullmq.job import Job, getReturnValue
 
 from queuekit.jobs import Progress
 from queuekit.records import RawJob
@@ -70,7 +70,7 @@ def raw_from_hash(fields: dict[str, Any], job_id: str, state: str) -> RawJob:
         max_attempts=max_attempts(opts),
         progress=json.loads(fields.get("progress") or "0"),
         attempts_made=int(fields.get("attemptsMade") or fields.get("atm") or 0),
-        return_value=None if returnvalue is None else _return_value(returnvalue),
+        return_value=None if returnvalue is None else getReturnValue(returnvalue),
         failed_reason=fields.get("failedReason") or None,
         timestamp=int(fields.get("timestamp") or 0),
         processed_on=int(fields.get("processedOn") or 0),
@@ -81,14 +81,6 @@ def raw_from_hash(fields: dict[str, Any], job_id: str, state: str) -> RawJob:
         trace_metadata=trace_metadata(opts),
         stacktrace=tuple(json.loads(stack)) if stack else (),
     )
-
-
-def _return_value(text: str) -> Any:
-    # As bullmq's getReturnValue: JSON when it parses, the text itself otherwise.
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 class JobHost:
@@ -162,7 +154,7 @@ class LeanJob:
     @staticmethod
     def fits(raw: dict[str, Any]) -> bool:
         """Whether the lean path can handle this job hash."""
-        if "parentKey" in raw or "parent" in raw:  # BULL_ONLY_FIELDS
+        if any(field in raw for field in BULL_ONLY_FIELDS):
             return False
         return _parsed_opts(raw.get("opts") or "{}")[1]
 

@@ -179,7 +179,8 @@ class DedicatedLink:
 
     A command that fails or is cancelled mid-reply drops the connection (its state is
     unknown); the next one opens another. Where no link can be made (a cluster client,
-    no hiredis) the command goes through ``client.execute_command`` as usual.
+    no hiredis) the command goes through the caller's ``direct`` call (the client's own
+    method), else ``client.execute_command``.
     """
 
     def __init__(self, client: Any) -> None:
@@ -192,17 +193,17 @@ class DedicatedLink:
         """The reply of one command (an error answer is raised). ``direct`` is the same
         command through the client's own method, for when no link can be made (a cluster
         client routes by the keys that method names)."""
-        if self._direct:
-            return await (direct() if direct is not None
-                          else self._client.execute_command(*args))
         link = self._link
-        if link is None:
+        if link is None and not self._direct:
             opened = await Link.open(self._pool)
-            if not isinstance(opened, Link):  # pragma: no cover - a parser of another kind
+            if isinstance(opened, Link):
+                link = self._link = opened
+            else:  # pragma: no cover - a parser of another kind
                 await self._pool.release(opened)
                 self._direct = True
-                return await self._client.execute_command(*args)
-            link = self._link = opened
+        if link is None:
+            return await (direct() if direct is not None
+                          else self._client.execute_command(*args))
         try:
             (reply,) = await link.call([args])
         except BaseException:

@@ -52,11 +52,7 @@ class AutoPipeline:
         entries = [(args, future)]
         if self._queued(entries):
             return await future
-        self._inline += 1
-        try:
-            await self._send(entries)
-        finally:
-            self._inline -= 1
+        await self._send_inline(entries)
         return future.result()
 
     async def execute_batch(self, *commands: tuple[Any, ...]) -> list[Any]:
