@@ -132,3 +132,48 @@ async def test_a_connection_the_server_closed_before_the_takeover_is_reopened(
         assert await link.call([("PING",)]) in (["PONG"], [True])
     await link.aclose()
     await pool.release(connection)
+
+
+async def test_a_transaction_runs_all_or_nothing_in_one_write(client: Redis,
+                                                              key_prefix: str) -> None:
+    pipe = AutoPipeline(client)
+    key = f"{key_prefix}:t"
+    replies = await pipe.transaction([("SET", key, "1"), ("INCR", f"{key}:n"),
+                                      ("HGET", key, "f"), ("GET", key)])
+    # A command's error while the transaction runs is its reply; the others ran.
+    assert replies[:2] == ["OK", 1] and replies[3] == "1"
+    assert isinstance(replies[2], ResponseError) and "WRONGTYPE" in str(replies[2])
+    # A command Redis refuses while queuing aborts the whole transaction: nothing ran.
+    with pytest.raises(ResponseError, match="wrong number of arguments"):
+        await pipe.transaction([("SET", key, "2"), ("GET",), ("INCR", f"{key}:n")])
+    assert await client.mget(key, f"{key}:n") == ["1", "1"]
+    # The connection is still in step with the server.
+    assert await pipe.execute_command("GET", key) == "1"
+    assert pipe._idle and all(isinstance(c, Link) for c in pipe._idle)
+    await pipe.aclose()
+
+
+async def test_a_transaction_on_a_killed_connection_raises_and_the_next_reconnects(
+        client: Redis, key_prefix: str) -> None:
+    pipe = AutoPipeline(client)
+    own_id = await pipe.execute_command("CLIENT", "ID")
+    await client.client_kill_filter(_id=own_id)
+    with pytest.raises(RedisConnectionError):
+        await pipe.transaction([("SET", f"{key_prefix}:k", "v")])
+    assert await pipe.transaction([("SET", f"{key_prefix}:k", "w")]) == ["OK"]
+    await pipe.aclose()
+
+
+async def test_a_lone_command_goes_straight_to_a_kept_link(client: Redis,
+                                                           key_prefix: str) -> None:
+    pipe = AutoPipeline(client)
+    await pipe.execute_command("PING")  # opens the link
+    (link,) = pipe._idle
+    for index in range(5):
+        assert await pipe.execute_command("SET", f"{key_prefix}:{index}", index) == "OK"
+    # One at a time: the same link every time, back in the idle list after each reply.
+    assert pipe._idle == [link] and (pipe.batches, pipe.commands) == (6, 6)
+    with pytest.raises(ResponseError, match="WRONGTYPE"):  # an error answer is raised
+        await pipe.execute_command("HGET", f"{key_prefix}:0", "f")
+    assert pipe._idle == [link]
+    await pipe.aclose()

@@ -68,6 +68,30 @@ async def test_add_job_matches_bullmq(extra: dict[str, Any]) -> None:
         assert msgpack.unpackb(packed) == bullmq_job_opts(given)
 
 
+@pytest.mark.parametrize("timestamp", [1_764_000_000_000, 1 << 32, (1 << 32) - 1, 7])
+@pytest.mark.parametrize("extra", [{}, {"jobId": "abc"},
+                                   {"de": {"id": "d1"}}])
+def test_packed_script_args_are_msgpack_of_bullmq_list(timestamp: int,
+                                                       extra: dict[str, Any]) -> None:
+    import msgpack
+
+    command = AddJobCommand(queue(), AutoPipeline(queue().client))
+    prefix = queue().scripts.keys[""]
+    for name in ("sync", "sync-transactions", "é" * 40, "sync"):
+        packed = command.build(name, {}, {**OPTS, **extra}, timestamp=timestamp)[2][0]
+        dedup = f"{prefix}de:d1" if extra.get("de") else None
+        assert packed == msgpack.packb(
+            [prefix, extra.get("jobId", ""), name, timestamp, None, None, None, None, dedup],
+            use_bin_type=True)
+
+
+def test_packed_name_heads_stay_bounded() -> None:
+    command = AddJobCommand(queue(), AutoPipeline(queue().client))
+    for index in range(1000):
+        command.build(f"job-{index}", {}, OPTS, timestamp=1_764_000_000_000)
+    assert 0 < len(command._heads) <= 256
+
+
 def test_job_opts_and_keep_jobs_follow_bullmq() -> None:
     assert bullmq_job_opts({"backoff": 5}) == {"attempts": 0, "delay": 0,
                                                 "backoff": {"type": "fixed", "delay": 5}}

@@ -208,6 +208,9 @@ class ClusterAutoPipeline(AutoPipeline):
         super().__init__(client, max_batch=max_batch, timeout=timeout)  # type: ignore[arg-type]
         self._cluster = client
 
+    #: A transaction goes to its slot's node through redis-py's cluster pipeline instead.
+    transactions = False
+
     async def script_load(self, script: str | bytes) -> str:
         """``SCRIPT LOAD`` on every primary (a promoted replica may lack the script)."""
         return str(await self._cluster.script_load(script))

@@ -31,6 +31,13 @@ from queuekit.redis.wire import DEDUP_OPT, bullmq_job_opts, keep_jobs
 #: BullMQ's compact JSON; one encoder, built once (json.dumps builds one per call).
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
+#: msgpack: a fixarray of 9, five nils, and the range packed as uint64 (0xcf).
+_ARGS_HEADER = b"\x99"
+_FIVE_NILS = b"\xc0" * 5
+_UINT64_FLOOR, _UINT64_CEIL = 1 << 32, 1 << 64
+_MAX_HEADS = 256
+
+
 class AddJobCommand:
     """``addStandardJob`` / ``addDelayedJob`` / ``addPrioritizedJob`` for one queue."""
 
@@ -49,6 +56,7 @@ class AddJobCommand:
         # the same one: its converted defaults); the object is kept, so its id is ours.
         self._opts: Mapping[str, Any] | None = None
         self._packed_opts = b""
+        self._heads: dict[str, bytes] = {}  # name -> packed [prefix, "", name] sans header
 
     def build(self, name: str, data: Any, opts: Mapping[str, Any],
               timestamp: int | None = None) -> tuple[str, list[str], list[Any]]:
@@ -56,12 +64,24 @@ class AddJobCommand:
         if timestamp is None:
             timestamp = round(time.time() * 1000)
         dedup = opts.get(DEDUP_OPT)
-        packed_args = msgpack.packb(
-            [self._prefix_key, opts.get("jobId") or "", name, timestamp,
-             None, None, None, None,
-             dedup_key_under(self._prefix_key, dedup["id"]) if dedup else None],
-            use_bin_type=True,
-        )
+        job_id = opts.get("jobId") or ""
+        if not job_id and not dedup and _UINT64_FLOOR <= timestamp < _UINT64_CEIL:
+            # The common case: msgpack's bytes of [prefix, "", name, timestamp, nil x 5]
+            # from a head kept per name (what packb gives: a test checks it).
+            head = self._heads.get(name)
+            if head is None:
+                if len(self._heads) >= _MAX_HEADS:  # names made per job: keep it bounded
+                    self._heads.clear()
+                head = self._heads[name] = msgpack.packb(
+                    [self._prefix_key, "", name], use_bin_type=True)[1:]
+            packed_args = b"".join((_ARGS_HEADER, head, b"\xcf",
+                                    timestamp.to_bytes(8, "big"), _FIVE_NILS))
+        else:
+            packed_args = msgpack.packb(
+                [self._prefix_key, job_id, name, timestamp, None, None, None, None,
+                 dedup_key_under(self._prefix_key, dedup["id"]) if dedup else None],
+                use_bin_type=True,
+            )
         if opts is not self._opts:
             self._packed_opts = msgpack.packb(bullmq_job_opts(opts))
             self._opts = opts
@@ -80,17 +100,26 @@ class AddJobCommand:
 
     async def add_many(self, client: Any,
                        calls: list[tuple[str, list[str], list[Any]]]) -> list[str]:
-        """Send built calls in one MULTI/EXEC (as bullmq's ``addBulk``); return the ids.
+        """Send built calls in one MULTI/EXEC, all or none (bullmq's ``addBulk`` sends a
+        plain pipeline); return the ids. On one server the transaction goes out as one
+        write through the auto-pipeline's connections.
 
-        The scripts are loaded first: a ``NOSCRIPT`` inside the transaction would fail
-        some adds while the others went through.
+        The scripts are loaded first (through ``client``): a ``NOSCRIPT`` inside the
+        transaction would fail some adds while the others went through.
         """
         scripts = await self._load(client, [name for name, _, _ in calls])
-        async with client.pipeline(transaction=True) as pipe:
-            for name, keys, args in calls:
-                pipe.execute_command("EVALSHA", scripts[name].sha, len(keys), *keys, *args)
-            results = await pipe.execute()
+        commands = [("EVALSHA", scripts[name].sha, len(keys), *keys, *args)
+                    for name, keys, args in calls]
+        if self._pipe.transactions:
+            results = await self._pipe.transaction(commands)
+        else:  # a cluster: redis-py's pipeline sends it to the node of its one slot
+            async with client.pipeline(transaction=True) as pipe:
+                for command in commands:
+                    pipe.execute_command(*command)
+                results = await pipe.execute()
         for result in results:
+            if isinstance(result, Exception):
+                raise result
             if isinstance(result, int) and result < 0:
                 raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
         return [str(result) for result in results]
@@ -122,11 +151,12 @@ class AddJobCommand:
         """Add one job; return its id (bullmq's errors for negative codes)."""
         script_name, keys, args = self.build(name, data, opts)
         script = self._commands[script_name]
+        pipe = self._pipe
         try:
-            result = await self._pipe.evalsha(script.sha, len(keys), *keys, *args)
+            result = await pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:  # a restarted server lost its script cache
-            script.sha = await self._pipe.script_load(script.script)
-            result = await self._pipe.evalsha(script.sha, len(keys), *keys, *args)
+            script.sha = await pipe.script_load(script.script)
+            result = await pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         if isinstance(result, int) and result < 0:
             raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
         return str(result)

@@ -90,13 +90,28 @@ class Link(asyncio.Protocol):
             await connection.connect()  # type: ignore[no-untyped-call]
         return cls.take(connection, timeout) or connection
 
-    async def call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` in one write; their replies in order (an error answer is its
-        command's reply, an exception object). Raises when the connection fails."""
+    def send(self, *args: Any) -> asyncio.Future[Any]:
+        """Write one command; the future of its reply (an error answer is its result, an
+        exception object). Raises when the connection has failed."""
+        self._check()
+        packed = self.connection.pack_command(*args)  # may refuse an argument: first
+        future = self._loop.create_future()
+        if not self._waiting:
+            self._since = self._loop.time()
+        self._waiting.append(future)
+        self._transport.writelines(packed)
+        return future
+
+    def _check(self) -> None:
         if self._lost is None and self._transport.is_closing():
             self._fail(RedisConnectionError("connection closed"))  # closed before us
         if self._lost is not None:
             raise self._lost
+
+    async def call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one write; their replies in order (an error answer is its
+        command's reply, an exception object). Raises when the connection fails."""
+        self._check()
         packed = self.connection.pack_commands(commands)  # may refuse an argument: first
         futures = [self._loop.create_future() for _ in commands]
         if not self._waiting:

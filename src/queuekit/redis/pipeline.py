@@ -17,6 +17,7 @@ at the same time, where one large batch makes each wait for the other.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -46,8 +47,32 @@ class AutoPipeline:
         self.batches = 0
         self.commands = 0
 
+    #: Whether :meth:`transaction` can be used (one server, not a cluster).
+    transactions = True
+
     async def execute_command(self, *args: Any) -> Any:
         """Queue one command for the next batch and await its reply."""
+        idle = self._idle
+        if (idle and type(idle[-1]) is Link and not self._pending and not self._sending
+                and not self._inline):
+            # Alone, with a link at hand (the common case of one await at a time): the
+            # command straight to the link's socket and its reply's future awaited here,
+            # without a batch's layers.
+            link: Link = idle.pop()  # type: ignore[assignment]
+            self._inline += 1
+            self.batches += 1
+            self.commands += 1
+            try:
+                reply = await link.send(*args)
+            except BaseException:  # the transport failed, or the caller was cancelled
+                await self._discard(link)
+                raise
+            finally:
+                self._inline -= 1
+            idle.append(link)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         entries = [(args, future)]
         if self._queued(entries):
@@ -134,14 +159,34 @@ class AutoPipeline:
             else:
                 future.set_result(reply)
 
+    async def transaction(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``MULTI``, ``commands``, ``EXEC`` in one write on one connection: the replies of
+        the commands (a command's error answer is its reply, an exception object).
+
+        Raises when the transport failed (then it is unknown whether the transaction ran)
+        or Redis refused it (``EXECABORT``: a command was refused while queued; nothing
+        ran). Like a batch it bypasses redis-py's ``Pipeline``, which reads every
+        ``QUEUED`` reply through its own layers.
+        """
+        replies = await self._exchange([("MULTI",), *commands, ("EXEC",)])
+        for reply in replies:
+            if isinstance(reply, Exception):  # refused in MULTI (the first says why)
+                raise reply
+        result = replies[-1]
+        assert isinstance(result, list)  # no WATCH: EXEC answers the replies
+        return result
+
     async def _replies(self, batch: Pending) -> list[Any]:
         """Every command's reply, or its own error answer; raises when the transport
         fails (then the whole batch failed)."""
+        return await self._exchange([args for args, _ in batch])
+
+    async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` in one write on a connection of this object's, their replies."""
         healthy = False
         connection: Link | AbstractConnection | None = None
         try:
             connection = self._idle.pop() if self._idle else await self._connect()
-            commands = [args for args, _ in batch]
             if isinstance(connection, Link):  # its watchdog applies the timeout
                 replies = await connection.call(commands)
             else:
