@@ -106,8 +106,8 @@ def validate_model(model: type[M], value: object, subject: str) -> M:
             [FieldError("(root)", f"expected {model.__name__} or a mapping, got "
                                   f"{type(value).__name__}")],
         )
-    try:
-        return model.model_validate(dict(value))
+    try:  # a plain dict (a parsed payload) as it is: validation builds a new object
+        return model.model_validate(value if type(value) is dict else dict(value))
     except ValidationError as exc:
         raise PayloadValidationError(subject, _field_errors(exc)) from exc
 

@@ -114,13 +114,25 @@ async def test_complete_job_matches_bullmq(monkeypatch: pytest.MonkeyPatch,
     job = Job.fromJSON(bull_queue, raw, "42")
     keys, args = bull_queue.scripts.moveToCompletedArgs(job, {"success": True}, remove,
                                                         "tok:1", True)
-    ours_keys, ours_args = CompleteJobCommand(bull_queue.scripts, 30_000).build(
-        "42", job.attempts, job.attemptsMade, remove, "tok:1", {"success": True}, True)
+    command = CompleteJobCommand(bull_queue.scripts, 30_000)
+    ours_keys, ours_args = command.build(
+        "42", job.attempts, job.attemptsMade, keep_jobs(remove), "tok:1", {"success": True},
+        True)
     import msgpack
 
     assert ours_keys == keys
     assert ours_args[:-1] == args[:-1]
     assert msgpack.unpackb(ours_args[-1]) == msgpack.unpackb(args[-1])
+    # The options map, with its entries after the token packed once, is msgpack's own
+    # packing of the whole map, for this token and the next.
+    for token in ("tok:1", "x" * 40, "tok:2"):
+        packed = command.build("42", job.attempts, job.attemptsMade, keep_jobs(remove),
+                               token, None, False)[1][-1]
+        assert packed == msgpack.packb({"token": token, **command._options_after_token(
+            keep_jobs(remove), job.attempts, job.attemptsMade)}, use_bin_type=True)
+    unhashable = {"count": 5, "age": [1]}  # packed every time, still right
+    packed = command.build("42", 1, 0, unhashable, "t", None, False)[1][-1]
+    assert msgpack.unpackb(packed)["keepJobs"] == unhashable
 
 
 

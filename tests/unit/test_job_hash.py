@@ -59,3 +59,21 @@ def test_lean_jobs_parse_each_options_text_once_and_read_only() -> None:
     for name in ("fpof", "de", "parent"):
         assert not LeanJob.fits({**BASE, "opts": json.dumps({"attempts": 1, name: 1})})
     assert not LeanJob.fits({**BASE, "parentKey": "bull:q:1"})
+
+
+@pytest.mark.parametrize("state", list(HASHES))
+def test_a_lean_jobs_raw_view_is_raw_from_bull(state: str) -> None:
+    from queuekit.redis.jobs import LeanJob
+
+    job = LeanJob(None, HASHES[state], "7", "t")  # type: ignore[arg-type]
+    assert job.to_raw("active") == raw_from_bull(job, "active")
+
+
+def test_reading_a_lean_job_declines_where_bullmq_is_needed() -> None:
+    from queuekit.redis.jobs import LeanJob
+
+    job = LeanJob.read(None, {**BASE}, "1", "t")  # type: ignore[arg-type]
+    assert job is not None and job.opts["attempts"] == 3 and job.token == "t"
+    assert LeanJob.read(None, {**BASE, "parentKey": "bull:q:1"}, "1", "t") is None  # type: ignore[arg-type]
+    assert LeanJob.read(None, {**BASE, "opts": json.dumps({"de": {"id": "x"}})},  # type: ignore[arg-type]
+                        "1", "t") is None

@@ -26,7 +26,7 @@ from queuekit.redis.keys import (
     dedup_key_under,
 )
 from queuekit.redis.pipeline import AutoPipeline
-from queuekit.redis.wire import DEDUP_OPT, bullmq_job_opts, keep_jobs
+from queuekit.redis.wire import DEDUP_OPT, bullmq_job_opts
 
 #: BullMQ's compact JSON; one encoder, built once (json.dumps builds one per call).
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
@@ -36,6 +36,8 @@ _ARGS_HEADER = b"\x99"
 _FIVE_NILS = b"\xc0" * 5
 _UINT64_FLOOR, _UINT64_CEIL = 1 << 32, 1 << 64
 _MAX_HEADS = 256
+#: A fixmap of 11 entries, then the key "token" (its value is packed per job).
+_COMPLETE_HEAD = b"\x8b\xa5token"
 
 
 class AddJobCommand:
@@ -174,16 +176,13 @@ class CompleteJobCommand:
         self._metrics = scripts.toKey(COMPLETED_METRICS)
         self._marker = scripts.keys["marker"]
         self._lock_duration = lock_duration
+        self._rest: dict[tuple[Any, ...], bytes] = {}
 
-    def build(self, job_id: str, attempts: int, attempts_made: int, remove: object,
-              token: str, value: Any, fetch_next: bool,
-              timestamp: int | None = None) -> tuple[list[str], list[Any]]:
-        """(keys, args) of the script call."""
-        if timestamp is None:
-            timestamp = round(time.time() * 1000)
-        packed = msgpack.packb({
-            "token": token,
-            "keepJobs": keep_jobs(remove),
+    def _options_after_token(self, keep: Mapping[str, Any], attempts: int,
+                             attempts_made: int) -> dict[str, Any]:
+        """The options map's entries after ``token``, in BullMQ's order."""
+        return {
+            "keepJobs": dict(keep),
             "limiter": self._limiter,
             "lockDuration": self._lock_duration,
             "attempts": attempts,
@@ -193,7 +192,29 @@ class CompleteJobCommand:
             "cpof": False,
             "idof": False,
             "rdof": False,
-        }, use_bin_type=True)
+        }
+
+    def build(self, job_id: str, attempts: int, attempts_made: int,
+              keep: Mapping[str, Any], token: str, value: Any, fetch_next: bool,
+              timestamp: int | None = None) -> tuple[list[str], list[Any]]:
+        """(keys, args) of the script call; ``keep`` is BullMQ's ``keepJobs``."""
+        if timestamp is None:
+            timestamp = round(time.time() * 1000)
+        # msgpack of {"token": token, "keepJobs": keep, ...}: the entries after the token
+        # are the same for every job of one options text, so they are packed once.
+        try:
+            key = (attempts, attempts_made, *keep.items())
+            rest = self._rest.get(key)
+        except TypeError:  # an unhashable keepJobs value: packed every time
+            key, rest = None, None
+        if rest is None:
+            rest = msgpack.packb(self._options_after_token(keep, attempts, attempts_made),
+                                 use_bin_type=True)[1:]  # without its fixmap header
+            if key is not None:
+                if len(self._rest) >= _MAX_HEADS:
+                    self._rest.clear()
+                self._rest[key] = rest
+        packed = b"".join((_COMPLETE_HEAD, msgpack.packb(token, use_bin_type=True), rest))
         keys = [*self._keys, f"{self._prefix_key}{job_id}", self._metrics, self._marker]
         args = [job_id, timestamp, "returnvalue",
                 _dumps(value) or "",

@@ -23,13 +23,12 @@ import msgpack
 from bullmq.backends.redis_backend import RedisBackend
 from bullmq.job import Job
 from bullmq.redis_connection import RedisConnection
-from bullmq.scripts import raw2NextJobData
 from redis.exceptions import NoScriptError
 
 from queuekit.processors import Processor
 from queuekit.redis.breaker import UNAVAILABLE_ERRORS
 from queuekit.redis.commands import CompleteJobCommand
-from queuekit.redis.jobs import JobHost, LeanJob
+from queuekit.redis.jobs import JobHost, LeanJob, next_job_data
 from queuekit.redis.keys import MOVE_TO_ACTIVE_KEYS, worker_client_name
 from queuekit.redis.link import DedicatedLink
 from queuekit.redis.schedules import SchedulerAdvancer
@@ -104,7 +103,7 @@ class FastWorker(RedisWorker):
                 token = self._next_token()
                 raw = await self._scripts_call(
                     "moveToActive", *self._move_to_active_args(token))
-                data, job_id, limit_ttl, delay_until = raw2NextJobData(raw)
+                data, job_id, limit_ttl, delay_until = next_job_data(raw)
             except UNAVAILABLE_ERRORS as exc:
                 log.warning("worker for %s: Redis unavailable (%s); retrying in %g s",
                             self.queue, exc, self._retry_delay, extra=self._extra)
@@ -177,8 +176,9 @@ class FastWorker(RedisWorker):
 
     def _job(self, data: dict[str, Any], job_id: str, token: str) -> Any:
         self._locks[job_id] = token
-        if LeanJob.fits(data):
-            return LeanJob(self._host, data, job_id, token)
+        lean = LeanJob.read(self._host, data, job_id, token)
+        if lean is not None:
+            return lean
         job = Job.fromJSON(self._host, data, job_id)
         job.token = token
         return job
@@ -194,30 +194,32 @@ class FastWorker(RedisWorker):
 
     async def _complete(self, job: Any, value: Any) -> Any:
         token = job.token
-        extra = {"queue": self.queue, "job_id": job.id}
-        remove = job.opts.get("removeOnComplete", False)
         fetch_next = not self._closing and not self._is_limited()
         try:
             if isinstance(job, LeanJob):
                 keys, args = self._complete_command.build(
-                    job.id, job.attempts, job.attemptsMade, remove, token, value, fetch_next)
+                    job.id, job.attempts, job.attemptsMade, job.parsed.keep_jobs, token,
+                    value, fetch_next)
             else:
+                remove = job.opts.get("removeOnComplete", False)
                 keys, args = self._scripts.moveToCompletedArgs(job, value, remove, token,
                                                                fetch_next)
             raw = await self._scripts_call("moveToFinished", keys, args)
         except UNAVAILABLE_ERRORS as exc:
             log.error("job %s on %s finished but Redis is unavailable (%s); its lock will "
-                      "expire and it will run again", job.id, self.queue, exc, extra=extra)
+                      "expire and it will run again", job.id, self.queue, exc,
+                      extra={"queue": self.queue, "job_id": job.id})
             return None
         finally:
             self._untrack(job)
         if isinstance(raw, int) and raw < 0:
             error = self._scripts.finishedErrors(
                 {"code": raw, "jobId": job.id, "command": "moveToFinished", "state": "active"})
-            log.error("job %s on %s: %s", job.id, self.queue, error, extra=extra)
+            log.error("job %s on %s: %s", job.id, self.queue, error,
+                      extra={"queue": self.queue, "job_id": job.id})
             return None
         self._log_completed(job.id)
-        data, next_id, limit_ttl, delay_until = raw2NextJobData(raw)
+        data, next_id, limit_ttl, delay_until = next_job_data(raw)
         if data and not self._closing:
             return await self._fetched(self._job(data, next_id, token))
         if not data and not self._rate_limited_for(limit_ttl):

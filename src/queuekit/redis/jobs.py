@@ -16,7 +16,7 @@ from bullmq.job import Job, getReturnValue
 
 from queuekit.jobs import Progress
 from queuekit.records import RawJob
-from queuekit.redis.wire import job_timeout, max_attempts, trace_metadata
+from queuekit.redis.wire import job_timeout, keep_jobs, max_attempts, trace_metadata
 
 
 class BullJobReporter:
@@ -83,6 +83,18 @@ def raw_from_hash(fields: dict[str, Any], job_id: str, state: str) -> RawJob:
     )
 
 
+def next_job_data(raw: Any) -> tuple[dict[str, Any] | None, Any, Any, Any]:
+    """(job hash, job id, rate-limit ttl, next delayed time) of a ``moveToActive`` or
+    fetch-next answer: bullmq's ``raw2NextJobData``, with the hash as a dict."""
+    if not raw:
+        return None, None, None, None
+    fields = raw[0]
+    data = dict(zip(it := iter(fields), it, strict=True)) if fields else None
+    if len(raw) == 2:
+        return data, raw[1], None, None
+    return data, raw[1], raw[2], raw[3]
+
+
 class JobHost:
     """What a bullmq ``Job`` needs of its queue: backend, names and worker options."""
 
@@ -99,20 +111,37 @@ BULL_ONLY_FIELDS = ("parentKey", "parent")
 BULL_ONLY_OPTS = ("fpof", "cpof", "idof", "rdof", "parent", "de")
 _QUOTED_BULL_ONLY_OPTS = tuple(f'"{name}"' for name in BULL_ONLY_OPTS)
 
+class ParsedOpts:
+    """One options JSON text, parsed once: read-only options and what the hot path
+    derives from them."""
+
+    __slots__ = ("keep_jobs", "lean", "max_attempts", "opts", "timeout", "trace_metadata")
+
+    def __init__(self, text: str) -> None:
+        opts = json.loads(text)
+        self.opts: Mapping[str, Any] = MappingProxyType(opts)
+        #: Whether the lean path can handle jobs of these options.
+        self.lean = not any(name in text for name in _QUOTED_BULL_ONLY_OPTS)
+        self.max_attempts = max_attempts(opts)
+        self.timeout = job_timeout(opts)
+        self.trace_metadata = trace_metadata(opts)
+        #: BullMQ's ``keepJobs`` of the completion (read-only: shared by the jobs).
+        self.keep_jobs: Mapping[str, Any] = MappingProxyType(
+            keep_jobs(opts.get("removeOnComplete", False)))
+
+
 #: Parsed options by their JSON text: the jobs of one producer share it, so a worker
-#: parses each distinct text once. Read-only views (every job of that text shares one).
-_OPTS: dict[str, tuple[Mapping[str, Any], bool]] = {}
+#: parses each distinct text once.
+_OPTS: dict[str, ParsedOpts] = {}
 _OPTS_KEPT = 64
 
 
-def _parsed_opts(text: str) -> tuple[Mapping[str, Any], bool]:
-    """(the options, whether the lean path can handle them) of one opts JSON text."""
+def _parsed_opts(text: str) -> ParsedOpts:
     found = _OPTS.get(text)
     if found is None:
         if len(_OPTS) >= _OPTS_KEPT:
             _OPTS.clear()
-        lean = not any(name in text for name in _QUOTED_BULL_ONLY_OPTS)
-        found = _OPTS[text] = (MappingProxyType(json.loads(text)), lean)
+        found = _OPTS[text] = ParsedOpts(text)
     return found
 
 
@@ -124,11 +153,13 @@ class LeanJob:
     """
 
     __slots__ = ("_bull", "_host", "attempts", "attemptsMade", "data", "deferredFailure",
-                 "delay", "failedReason", "finishedOn", "id", "name", "opts", "priority",
+                 "delay", "failedReason", "finishedOn", "id", "name", "opts", "parsed",
+                 "priority",
                  "processedOn", "progress", "raw", "repeatJobKey", "returnvalue",
                  "stalledCounter", "timestamp", "token")
 
-    def __init__(self, host: JobHost, raw: dict[str, Any], job_id: str, token: str) -> None:
+    def __init__(self, host: JobHost, raw: dict[str, Any], job_id: str, token: str,
+                 parsed: ParsedOpts | None = None) -> None:
         self._host = host
         self._bull: Any = None
         self.raw = raw
@@ -136,7 +167,10 @@ class LeanJob:
         self.token = token
         self.name = raw.get("name")
         self.data = json.loads(raw.get("data", "{}"))
-        self.opts = _parsed_opts(raw.get("opts") or "{}")[0]
+        if parsed is None:
+            parsed = _parsed_opts(raw.get("opts") or "{}")
+        self.parsed = parsed
+        self.opts = parsed.opts
         self.attempts = self.opts.get("attempts", 1)
         self.attemptsMade = int(raw.get("attemptsMade") or raw.get("atm") or 0)
         self.timestamp = int(raw.get("timestamp") or 0)
@@ -151,12 +185,34 @@ class LeanJob:
         self.returnvalue = None
         self.repeatJobKey = raw.get("rjk")  # the job scheduler whose run this is
 
+    @classmethod
+    def read(cls, host: JobHost, raw: dict[str, Any], job_id: str,
+             token: str) -> LeanJob | None:
+        """The lean job of this hash, or None where bullmq's ``Job`` is needed."""
+        if not raw.keys().isdisjoint(BULL_ONLY_FIELDS):
+            return None
+        parsed = _parsed_opts(raw.get("opts") or "{}")
+        return cls(host, raw, job_id, token, parsed) if parsed.lean else None
+
     @staticmethod
     def fits(raw: dict[str, Any]) -> bool:
         """Whether the lean path can handle this job hash."""
-        if any(field in raw for field in BULL_ONLY_FIELDS):
+        if not raw.keys().isdisjoint(BULL_ONLY_FIELDS):
             return False
-        return _parsed_opts(raw.get("opts") or "{}")[1]
+        return _parsed_opts(raw.get("opts") or "{}").lean
+
+    def to_raw(self, state: str) -> RawJob:
+        """``raw_from_bull(self, state)``, from the values parsed with the options."""
+        parsed = self.parsed
+        return RawJob(
+            id=self.id, name=str(self.name), data=self.data, state=state,
+            max_attempts=parsed.max_attempts, progress=self.progress,
+            attempts_made=self.attemptsMade, return_value=None,
+            failed_reason=self.failedReason or None, timestamp=self.timestamp,
+            processed_on=self.processedOn, finished_on=0,
+            delay=int(parsed.opts.get("delay") or self.delay), priority=self.priority,
+            timeout=parsed.timeout, trace_metadata=parsed.trace_metadata,
+        )
 
     def bull(self) -> Any:
         """bullmq's ``Job`` for this job (built once)."""

@@ -77,6 +77,8 @@ class RedisWorker(BaseWorker[Any]):
         return await self._flows.children_values(self.queue, job.id)
 
     def _raw(self, job: Any) -> RawJob:
+        if type(job) is LeanJob:
+            return job.to_raw("active")
         return raw_from_bull(job, "active")
 
     def _reporter(self, job: Any) -> JobReporter:
