@@ -155,9 +155,18 @@ def check_progress(progress: object) -> Progress:
 
 def ms_to_datetime(value: int | float | None) -> dt.datetime | None:
     """A BullMQ millisecond timestamp as an aware UTC datetime (None for 0/None)."""
+    global _last_datetime
     if not value:
         return None
-    return dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    last = _last_datetime
+    if last[0] == value:  # the jobs of one add_jobs call share their millisecond
+        return last[1]
+    found = dt.datetime.fromtimestamp(value / 1000, tz=dt.UTC)
+    _last_datetime = (value, found)
+    return found
+
+
+_last_datetime: tuple[float, dt.datetime | None] = (0, None)
 
 
 @dataclass(frozen=True)

@@ -108,13 +108,15 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
         """
         self._ensure_open()
         job = self.prepare_job(queue, name, data, options)
-        await self._admit([job])
+        if self.settings.security.rate_limits:
+            await self._admit([job])
         if job.options.deduplication is not None:  # the existing job when a duplicate
             return await self._add_deduplicated_job(job)
         job_id = (await self._add(job) if self._tracer is None
                   else await traced_add(self._tracer, job, self._add))
-        log.debug("job %s added to %s", job_id, job.queue,
-                  extra={"queue": job.queue, "job_id": job_id})
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job %s added to %s", job_id, job.queue,
+                      extra={"queue": job.queue, "job_id": job_id})
         return job.info(job_id, self._now_ms())
 
     async def add_jobs(
@@ -141,7 +143,8 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
         ids = (await self._add_bulk(prepared) if self._tracer is None
                else await traced_add_bulk(self._tracer, prepared, self._add_bulk))
         log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
-        return [job.info(job_id, self._now_ms()) for job, job_id in zip(prepared, ids, strict=True)]
+        now = self._now_ms()
+        return [job.info(job_id, now) for job, job_id in zip(prepared, ids, strict=True)]
 
     async def _admit(self, jobs: Sequence[PreparedJob]) -> None:
         """Refuse jobs beyond their queue's per-user rate limit, before anything is written."""

@@ -203,8 +203,9 @@ class BaseWorker(QueueWorker, Generic[J]):
     # -- log lines -----------------------------------------------------------------------
 
     def _log_completed(self, job_id: str) -> None:
-        log.info("job %s on %s completed", job_id, self.queue,
-                 extra={"queue": self.queue, "job_id": job_id})
+        if log.isEnabledFor(logging.INFO):
+            log.info("job %s on %s completed", job_id, self.queue,
+                     extra={"queue": self.queue, "job_id": job_id})
 
     def _log_rate_limited(self, job_id: str, delay_ms: int) -> None:
         log.info("job %s on %s back to waiting: queue rate limited for %d ms", job_id,

@@ -85,6 +85,25 @@ def test_packed_script_args_are_msgpack_of_bullmq_list(timestamp: int,
             use_bin_type=True)
 
 
+@pytest.mark.parametrize("value", [
+    {"userId": "u1", "n": 1.5, "big": 1e16, "flag": True, "none": None},
+    None, "é\"quoted\"\n", 3, [1, {"a": ["日本", -0.0]}], {}, [],
+])
+def test_compact_json_is_json_dumps(value: Any) -> None:
+    from queuekit.redis.commands import _dumps
+
+    assert _dumps(value) == json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def test_compact_json_refuses_what_json_dumps_refuses() -> None:
+    from queuekit.redis.commands import _dumps
+
+    with pytest.raises(ValueError, match="Out of range float"):
+        _dumps({"x": float("nan")})
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _dumps({"x": object()})
+
+
 def test_packed_name_heads_stay_bounded() -> None:
     command = AddJobCommand(queue(), AutoPipeline(queue().client))
     for index in range(1000):

@@ -160,3 +160,30 @@ def test_registry_registers_plugins_and_refuses_conflicts() -> None:
         registry.model_for("missing")
     assert "register one" in str(caught.value)
     assert len(QueueRegistry({})) == 0
+
+
+def test_timestamps_convert_the_same_when_repeated_or_interleaved() -> None:
+    for ms in (1000, 1000, 1_764_000_000_123, 1000, 1_764_000_000_123.5):
+        assert ms_to_datetime(ms) == dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+@pytest.mark.parametrize("options", [None, {"delay": 500}, {"priority": 3, "attempts": 5}])
+def test_a_prepared_jobs_info_is_the_jobinfo_of_its_fields(options: Any) -> None:
+    from queuekit import JobInfo, QueueService
+    from queuekit.memory import InMemoryQueueService
+
+    service: QueueService = InMemoryQueueService()
+    data = BankSyncJobData(user_id="u1", account_id="a1", sync_type="full")
+    job = service.prepare_job("bank-sync", "sync", data, options)
+    info = job.info("7", 1_764_000_000_123)
+    resolved = job.options
+    state = (JobState.DELAYED if resolved.delay else
+             JobState.PRIORITIZED if resolved.priority else JobState.WAITING)
+    assert info == JobInfo(
+        id="7", name="sync", queue="bank-sync", data=data, state=state, progress=0,
+        attempts_made=0, return_value=None, failed_reason=None,
+        created_at=ms_to_datetime(1_764_000_000_123), processed_at=None, finished_at=None,
+        max_attempts=resolved.attempts, delay=resolved.delay, priority=resolved.priority)
+    assert repr(info).startswith("JobInfo(id='7'")
+    with pytest.raises(AttributeError):  # still frozen
+        info.id = "8"  # type: ignore[misc]

@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from json.encoder import (  # type: ignore[attr-defined]
+    c_make_encoder,
+    encode_basestring_ascii,
+)
 from typing import Any
 
 import msgpack
@@ -28,8 +32,25 @@ from queuekit.redis.keys import (
 from queuekit.redis.pipeline import AutoPipeline
 from queuekit.redis.wire import DEDUP_OPT, bullmq_job_opts
 
-#: BullMQ's compact JSON; one encoder, built once (json.dumps builds one per call).
-_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+def _not_json(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+#: BullMQ's compact JSON (``json.dumps(value, separators=(",", ":"), allow_nan=False)``,
+#: checked by a test). ``JSONEncoder.encode`` builds its C encoder on every call: this one
+#: is built once, without the circularity check (a circular value, which no pydantic
+#: dump is, fails with RecursionError rather than ValueError).
+_encode = (c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",",
+                          False, False, False) if c_make_encoder is not None else None)
+_encode_slowly = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def _dumps(value: Any) -> str:
+    if _encode is None:  # pragma: no cover - CPython has the C encoder
+        return _encode_slowly(value)
+    return "".join(_encode(value, 0))
+
 
 #: msgpack: a fixarray of 9, five nils, and the range packed as uint64 (0xcf).
 _ARGS_HEADER = b"\x99"

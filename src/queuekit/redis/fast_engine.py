@@ -118,7 +118,12 @@ class FastWorker(RedisWorker):
                 continue
             if data:
                 self._drained = False
-                return await self._fetched(self._job(data, job_id, token))
+                job = self._job(data, job_id, token)
+                # A job scheduler's run (``rjk``) produces the next run when it becomes
+                # active, on both fetch paths, as Node's worker does.
+                if job.repeatJobKey:
+                    await self._advance(job)
+                return job
             if self._rate_limited_for(limit_ttl):
                 continue
             self._drained = True
@@ -183,13 +188,6 @@ class FastWorker(RedisWorker):
         job.token = token
         return job
 
-    async def _fetched(self, job: Any) -> Any:
-        # A job scheduler's run (``rjk``) produces the next run when it becomes active, on
-        # both fetch paths, as Node's worker does.
-        if job.repeatJobKey:
-            await self._advance(job)
-        return job
-
     # -- finishing -----------------------------------------------------------------------
 
     async def _complete(self, job: Any, value: Any) -> Any:
@@ -221,7 +219,10 @@ class FastWorker(RedisWorker):
         self._log_completed(job.id)
         data, next_id, limit_ttl, delay_until = next_job_data(raw)
         if data and not self._closing:
-            return await self._fetched(self._job(data, next_id, token))
+            job = self._job(data, next_id, token)
+            if job.repeatJobKey:  # see _fetch
+                await self._advance(job)
+            return job
         if not data and not self._rate_limited_for(limit_ttl):
             self._drained = True
             self._block_until = int(delay_until or 0)
