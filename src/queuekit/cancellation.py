@@ -35,11 +35,12 @@ CANCEL_MEMORY_S = 30.0
 class AttemptGuard:
     """The timeout and cancellation of one running attempt (one per attempt)."""
 
-    __slots__ = ("_context", "_task", "_timer", "reason", "timeout_ms")
+    __slots__ = ("_context", "_task", "_timer", "reason", "task", "timeout_ms")
 
     def __init__(self, context: JobContext[Any], timeout_ms: int) -> None:
         self._context = context
-        self._task = asyncio.current_task()
+        #: The attempt's task (the one that started it).
+        self.task = self._task = asyncio.current_task()
         self.timeout_ms = timeout_ms
         self.reason: str | None = None
         self._timer = (asyncio.get_running_loop().call_later(
