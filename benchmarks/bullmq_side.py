@@ -81,10 +81,12 @@ class BullmqProducer:
 
     async def wait_finished(self, job_id: str) -> None:
         # The Python port has no Job.waitUntilFinished: an application reads the events
-        # stream itself, as this reader does (one per producer, from the stream's end).
+        # stream itself, as this reader does (one per producer). It reads from the
+        # stream's start, not its end: created after the first add, it would otherwise
+        # miss a first job completed before it looked (job ids are never reused in a
+        # queue, so older events are skipped, not mistaken for this job's).
         if self._watcher is None:
             self._watcher = CompletionWatcher(self._redis_url, self._events_key)
-            await self._watcher.seek_end()
         await self._watcher.wait_completed(job_id)
 
     async def aclose(self) -> None:

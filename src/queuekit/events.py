@@ -128,6 +128,10 @@ class JobWatch(abc.ABC):
     spurious wake-up costs one read and a missed one costs at most one ``timeout``.
     """
 
+    #: True when the watch will see every change of the job since it was added (the
+    #: backend vouches for it), so the caller needs no first look at the job.
+    covers_add: bool = False
+
     @abc.abstractmethod
     async def changed(self, timeout: float) -> bool:
         """Wait until the job may have changed (True) or ``timeout`` seconds passed (False)."""

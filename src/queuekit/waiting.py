@@ -32,14 +32,17 @@ class JobWaitMixin(abc.ABC):
         queue, job_id = str(queue), str(job_id)
         deadline = time.monotonic() + timeout
         # Subscribe before the first look, so a job that finishes in between still wakes
-        # us. The first look reads only the state (cheap while the job still runs).
+        # us. The first look reads only the state (cheap while the job still runs); a
+        # watch that sees every change since the add needs none (None: not looked at).
         watch = await self._watch_job(queue, job_id)
         try:
-            state = await self._job_state(queue, job_id)
-            if state is None:
-                raise JobNotFoundError(f"no job {job_id!r} on queue {queue!r}")
+            state: JobState | None = None
+            if not watch.covers_add:
+                state = await self._job_state(queue, job_id)
+                if state is None:
+                    raise JobNotFoundError(f"no job {job_id!r} on queue {queue!r}")
             while True:
-                if state.finished:
+                if state is not None and state.finished:
                     info = await self.get_job(queue, job_id)
                     if info is None:
                         raise JobNotFoundError(f"no job {job_id!r} on queue {queue!r}")
@@ -49,7 +52,7 @@ class JobWaitMixin(abc.ABC):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise JobTimeoutError(f"job {job_id!r} on queue {queue!r} is still "
-                                          f"{state} after {timeout:g} s")
+                                          f"{state or 'unfinished'} after {timeout:g} s")
                 await watch.changed(min(remaining, WAIT_RECHECK))
                 state = JobState.COMPLETED  # re-read the whole job: most wake-ups finish it
         finally:

@@ -21,6 +21,7 @@ from queuekit import (
     QueueName,
     QueueUnavailableError,
     RedisQueueService,
+    waiting,
 )
 from queuekit.redis import waiters
 from tests.conftest import SettingsFactory
@@ -163,3 +164,92 @@ async def test_waiters_survive_a_redis_restart(
         assert time.monotonic() - started < 0.9
     finally:
         await qs.close()
+
+
+def count_first_looks(qs: RedisQueueService, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The job ids ``wait_for_job`` took a first look at (its state-only read)."""
+    looked: list[str] = []
+    first_look = qs._job_state
+
+    async def counted(queue: str, job_id: str) -> JobState | None:
+        looked.append(job_id)
+        return await first_look(queue, job_id)
+
+    monkeypatch.setattr(qs, "_job_state", counted)
+    return looked
+
+
+async def test_a_wait_for_a_job_added_here_needs_no_first_look(
+    qs: RedisQueueService, make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    looked = count_first_looks(qs, monkeypatch)
+    qs.create_worker(BANK, no_op)
+    first = await qs.add_job(BANK, "sync-transactions", SYNC)
+    # The reader starts with this wait, after the add: it may have missed the job's end.
+    assert (await qs.wait_for_job(BANK, first.id, timeout=10)).state == JobState.COMPLETED
+    assert looked == [first.id]
+    # Added while the reader reads on: every event of the job is still to come.
+    again = await qs.add_job(BANK, "sync-transactions", SYNC)
+    bulk = await qs.add_jobs(BANK, [("sync-transactions", SYNC) for _ in range(3)])
+    for job in [again, *bulk]:
+        assert (await qs.wait_for_job(BANK, job.id, timeout=10)).state == JobState.COMPLETED
+    assert looked == [first.id]
+    # A custom id may name a job that finished long ago; another process's job was added
+    # out of this reader's sight: both get their first look.
+    custom = await qs.add_job(BANK, "sync-transactions", SYNC, {"job_id": "custom-1"})
+    other = await RedisQueueService.connect(make_settings())
+    try:
+        elsewhere = await other.add_job(BANK, "sync-transactions", SYNC)
+    finally:
+        await other.close()
+    for job in (custom, elsewhere):
+        assert (await qs.wait_for_job(BANK, job.id, timeout=10)).state == JobState.COMPLETED
+    assert looked == [first.id, custom.id, elsewhere.id]
+
+
+async def test_a_job_that_finished_before_its_wait_began_is_found_at_once(
+    qs: RedisQueueService, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No re-read within the wait's timeout: only the reader can find the job finished.
+    monkeypatch.setattr(waiting, "WAIT_RECHECK", 60.0)
+    qs.create_worker(BANK, no_op)
+    first = await qs.add_job(BANK, "sync-transactions", SYNC)
+    await qs.wait_for_job(BANK, first.id, timeout=10)  # the reader runs from here on
+    reader = qs._waiters.reader(BANK)
+    job = await qs.add_job(BANK, "sync-transactions", SYNC)
+    # Its completion is read (with nobody waiting) before the wait subscribes.
+    await eventually(lambda: asyncio.sleep(0, job.id in reader._finished), bool)
+    info = await qs.wait_for_job(BANK, job.id, timeout=5)
+    assert info.state == JobState.COMPLETED
+
+
+async def test_a_gap_in_the_reading_brings_the_first_look_back(
+    qs: RedisQueueService, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    looked = count_first_looks(qs, monkeypatch)
+    release = asyncio.Event()
+
+    async def held(job: JobContext[BankSyncJobData]) -> JobResult:
+        await release.wait()
+        return JobResult(success=True)
+
+    qs.create_worker(BANK, held)
+    first = await qs.add_job(BANK, "sync-transactions", SYNC)
+    waiting = asyncio.ensure_future(qs.wait_for_job(BANK, first.id, timeout=20))
+    reader = qs._waiters.reader(BANK)
+    await eventually(lambda: asyncio.sleep(0, reader._live), bool)
+    job = await qs.add_job(BANK, "sync-transactions", SYNC)
+    assert job.id in reader._added  # added while the reader reads on
+    with redis_server.client() as client:
+        for listed in client.client_list():
+            if listed.get("cmd") == "xread":
+                client.client_kill_filter(_id=listed["id"])
+    # The reader notices, reconnects and reads on; what it remembered is gone.
+    await eventually(lambda: asyncio.sleep(0, blocked_readers(redis_server)),
+                     lambda n: n == 1, timeout=10)
+    assert job.id not in reader._added
+    second = asyncio.ensure_future(qs.wait_for_job(BANK, job.id, timeout=20))
+    await eventually(lambda: asyncio.sleep(0, looked), lambda ids: job.id in ids)
+    release.set()
+    assert (await waiting).state == JobState.COMPLETED
+    assert (await second).state == JobState.COMPLETED

@@ -13,6 +13,12 @@ reader instead of restarting it per job), and stops when the service closes. Con
 errors are retried with a growing pause; each one wakes every waiter so it re-reads its
 job (entries may have been missed, e.g. while Redis restarted). ``QueueService.wait_for_job``
 re-reads every second anyway, so a missed event costs latency, never a result.
+
+While the reader reads on without a gap, it remembers the jobs this process added since
+it learned its position (ids Redis chose, see :meth:`JobWaiters.before_add`) and the jobs
+it read a final event of. A wait for such an added job needs no first look at the job:
+every event of it is still to come or already remembered (``JobWatch.covers_add``). One
+round trip less per add-then-wait; any gap (an error, the reader stopping) forgets both.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ READ_COUNT = 1000
 READY_TIMEOUT = 1.0
 #: Pause after a connection error: starts small, doubles up to the cap (seconds).
 RETRY_START, RETRY_CAP = 0.05, 1.0
+#: Job ids a reader remembers, of each kind (added here, finished): the oldest go first.
+REMEMBER = 10_000
 
 
 class _Watch(JobWatch):
@@ -81,6 +89,11 @@ class QueueEventReader:
         self._closed = False
         self._last_watch = 0.0  # monotonic time the last watch ended
         self._link: DedicatedLink | None = None  # the connection XREAD blocks on
+        # Reading on without a gap since the position was learned; the epoch counts gaps.
+        self._live = False
+        self._epoch = 0
+        self._added: dict[str, None] = {}  # added by this process while live
+        self._finished: dict[str, None] = {}  # a final event read while live
 
     @property
     def client(self) -> Redis | None:
@@ -107,7 +120,39 @@ class QueueEventReader:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(READY_TIMEOUT):
                     await self._ready.wait()
+        if job_id in self._finished:
+            watch.wake()  # its final event was read before this watch: re-read at once
+        watch.covers_add = self._live and job_id in self._added
         return watch
+
+    def add_token(self) -> int | None:
+        """Taken before an add: the epoch while the reader is live, else None."""
+        return self._epoch if self._live else None
+
+    def added(self, job_ids: list[str], token: int | None) -> None:
+        """Remember jobs added since ``token`` was taken, if the reader had no gap since."""
+        if token is None or token != self._epoch or not self._live:
+            return
+        added = self._added
+        for job_id in job_ids:
+            added[job_id] = None
+        while len(added) > REMEMBER:
+            del added[next(iter(added))]
+
+    def _lose_track(self) -> None:
+        """A gap: events may go unread; forget what the remembered ids promised."""
+        self._live = False
+        self._epoch += 1
+        self._added.clear()
+        self._finished.clear()
+
+    def _finish(self, job_id: str) -> None:
+        finished = self._finished
+        finished[job_id] = None
+        if len(finished) > REMEMBER:
+            oldest = next(iter(finished))
+            del finished[oldest]
+            self._added.pop(oldest, None)  # its final event is forgotten: look again
 
     def forget(self, watch: _Watch) -> None:
         """Unsubscribe ``watch`` (idempotent)."""
@@ -140,7 +185,10 @@ class QueueEventReader:
                 if not isinstance(fields, dict):
                     fields = dict(zip(fields[::2], fields[1::2], strict=False))
                 if fields.get("event") in FINAL_EVENTS:
-                    for watch in self._watches.get(str(fields.get("jobId")), ()):
+                    job_id = str(fields.get("jobId"))
+                    if self._live:
+                        self._finish(job_id)
+                    for watch in self._watches.get(job_id, ()):
                         watch.wake()
                         woke = True
         return woke
@@ -170,6 +218,7 @@ class QueueEventReader:
                         self._client = self._make_client()
                     if self._cursor is None:
                         self._cursor = await self._position(self._client)
+                        self._live = True
                         self._ready.set()
                     # The connection has no socket timeout (it blocks on purpose); this
                     # bound notices a connection that died without a reset.
@@ -183,12 +232,15 @@ class QueueEventReader:
                              else logging.WARNING)
                     log.log(level, "events reader of %s: %s; retrying in %.2f s", self.queue,
                             exc, pause, extra={"queue": self.queue})
+                    self._lose_track()
                     self._ready.set()  # waiters fall back to re-reading their job
                     self._wake_all()
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, RETRY_CAP)
                     continue
                 pause = RETRY_START
+                # Read on from the cursor after a gap: what follows is all seen again.
+                self._live = True
                 if self._dispatch(reply):
                     # Let the woken waiters read their jobs before the next XREAD is sent.
                     await asyncio.sleep(0)
@@ -196,10 +248,12 @@ class QueueEventReader:
             # No await between the loop's last check and this: a watch that arrives
             # later sees no task and starts a new one from the stream's current end.
             self._task = None
+            self._lose_track()
 
     async def aclose(self) -> None:
         """Stop the reader, wake every waiter (they re-read and see the service closed)."""
         self._closed = True
+        self._lose_track()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -232,6 +286,21 @@ class JobWaiters:
     async def watch(self, queue: str, job_id: str) -> JobWatch:
         """Subscribe to one job of ``queue``."""
         return await self.reader(queue).watch(job_id)
+
+    def before_add(self, queue: str) -> tuple[QueueEventReader, int] | None:
+        """Taken before adding jobs whose ids Redis chooses (a custom id may name a job
+        that finished long ago): what :meth:`after_add` needs, None when no reader is
+        live for ``queue``."""
+        reader = self._readers.get(queue)
+        if reader is None:
+            return None
+        token = reader.add_token()
+        return None if token is None else (reader, token)
+
+    @staticmethod
+    def after_add(mark: tuple[QueueEventReader, int], job_ids: list[str]) -> None:
+        """The jobs were added: their waits may skip the first look."""
+        mark[0].added(job_ids, mark[1])
 
     async def aclose(self) -> None:
         """Stop every reader and release its connection."""
