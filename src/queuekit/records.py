@@ -29,6 +29,17 @@ from queuekit.queues import QueueRegistry
 
 JobData = JobPayload | Mapping[str, Any]
 _new = object.__new__
+
+
+def _job_info(**fields: Any) -> JobInfo:
+    """A ``JobInfo`` with every field set at once: a frozen dataclass's ``__init__`` sets
+    each through ``object.__setattr__``, most of the cost of building one (tests check the
+    result equals ``JobInfo(...)``)."""
+    info: JobInfo = _new(JobInfo)
+    info.__dict__.update(fields)
+    return info
+
+
 OptionsArg = JobOptions | Mapping[str, Any] | None
 
 #: The states :meth:`QueueService.get_jobs` lists.
@@ -64,18 +75,13 @@ class PreparedJob:
         delay, priority = self.options.delay, self.options.priority
         state = (JobState.DELAYED if delay else
                  JobState.PRIORITIZED if priority else JobState.WAITING)
-        # Every field set at once: a frozen dataclass's __init__ sets each through
-        # object.__setattr__, most of an add's cost of this object (a test checks the
-        # result equals JobInfo(...)).
-        info: JobInfo = _new(JobInfo)
-        info.__dict__.update(
+        return _job_info(
             id=job_id, name=self.name, queue=self.queue, data=self.payload, state=state,
             progress=0, attempts_made=0, return_value=None, failed_reason=None,
             created_at=ms_to_datetime(created_ms), processed_at=None, finished_at=None,
             max_attempts=self.options.attempts, delay=delay, priority=priority,
             stacktrace=(),
         )
-        return info
 
 
 @dataclass
@@ -113,7 +119,7 @@ class RawJob:
             state = JobState(self.state)
         except ValueError:
             state = JobState.UNKNOWN
-        return JobInfo(
+        return _job_info(
             id=self.id, name=self.name, queue=queue, data=data, state=state,
             progress=self.progress, attempts_made=self.attempts_made,
             return_value=result_from_wire(self.return_value),

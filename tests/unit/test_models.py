@@ -187,3 +187,26 @@ def test_a_prepared_jobs_info_is_the_jobinfo_of_its_fields(options: Any) -> None
     assert repr(info).startswith("JobInfo(id='7'")
     with pytest.raises(AttributeError):  # still frozen
         info.id = "8"  # type: ignore[misc]
+
+
+def test_a_raw_jobs_info_is_the_jobinfo_of_its_fields() -> None:
+    from queuekit import JobInfo
+    from queuekit.records import RawJob
+
+    raw = RawJob(id="9", name="sync", data={"userId": "u1", "accountId": "a1",
+                                             "syncType": "full"},
+                 state="failed", max_attempts=3, progress={"step": 2}, attempts_made=3,
+                 return_value=None, failed_reason="boom", timestamp=1_764_000_000_000,
+                 processed_on=1_764_000_000_100, finished_on=1_764_000_000_200, delay=5,
+                 priority=2, stacktrace=("line 1",))
+    info = raw.to_info("bank-sync", QueueRegistry())
+    assert info == JobInfo(
+        id="9", name="sync", queue="bank-sync",
+        data=BankSyncJobData(user_id="u1", account_id="a1", sync_type="full"),
+        state=JobState.FAILED, progress={"step": 2}, attempts_made=3, return_value=None,
+        failed_reason="boom", created_at=ms_to_datetime(1_764_000_000_000),
+        processed_at=ms_to_datetime(1_764_000_000_100),
+        finished_at=ms_to_datetime(1_764_000_000_200), max_attempts=3, delay=5, priority=2,
+        stacktrace=("line 1",))
+    with pytest.raises(AttributeError):  # still frozen
+        info.state = JobState.COMPLETED  # type: ignore[misc]

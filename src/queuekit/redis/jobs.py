@@ -59,7 +59,8 @@ def raw_from_hash(fields: dict[str, Any], job_id: str, state: str) -> RawJob:
     """Our view of a job read straight from its hash: the same values as
     ``raw_from_bull(Job.fromJSON(...))`` (tested side by side), without building bullmq's
     ``Job``, plus the stack traces of failed attempts, which ``Job.fromJSON`` drops."""
-    opts: dict[str, Any] = json.loads(fields.get("opts") or "{}")
+    parsed = _parsed_opts(fields.get("opts") or "{}")  # defined below; read at call time
+    opts = parsed.opts
     returnvalue = fields.get("returnvalue")
     stack = fields.get("stacktrace")
     return RawJob(
@@ -67,7 +68,7 @@ def raw_from_hash(fields: dict[str, Any], job_id: str, state: str) -> RawJob:
         name=str(fields.get("name")),
         data=json.loads(fields.get("data") or "{}"),
         state=state,
-        max_attempts=max_attempts(opts),
+        max_attempts=parsed.max_attempts,
         progress=json.loads(fields.get("progress") or "0"),
         attempts_made=int(fields.get("attemptsMade") or fields.get("atm") or 0),
         return_value=None if returnvalue is None else getReturnValue(returnvalue),
@@ -77,8 +78,8 @@ def raw_from_hash(fields: dict[str, Any], job_id: str, state: str) -> RawJob:
         finished_on=int(fields.get("finishedOn") or 0),
         delay=int(opts.get("delay") or fields.get("delay") or 0),
         priority=int(fields.get("priority") or 0),
-        timeout=job_timeout(opts),
-        trace_metadata=trace_metadata(opts),
+        timeout=parsed.timeout,
+        trace_metadata=parsed.trace_metadata,
         stacktrace=tuple(json.loads(stack)) if stack else (),
     )
 

@@ -112,7 +112,10 @@ class Link(asyncio.Protocol):
         """Send ``commands`` in one write; their replies in order (an error answer is its
         command's reply, an exception object). Raises when the connection fails."""
         self._check()
-        packed = self.connection.pack_commands(commands)  # may refuse an argument: first
+        # hiredis per command (FastConnection), without redis-py's re-buffering loop;
+        # may refuse an argument: before anything is queued.
+        pack = self.connection.pack_command
+        packed = [chunk for args in commands for chunk in pack(*args)]
         futures = [self._loop.create_future() for _ in commands]
         if not self._waiting:
             self._since = self._loop.time()
