@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import redis
 from redis.cluster import RedisCluster
@@ -32,13 +33,34 @@ def _free(port: int) -> bool:
     return True
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (Linux's default if unknown)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _candidate_ports() -> list[int]:
+    """Ports whose bus port (+10000) is valid, both outside the ephemeral range: a port
+    found free there can still be taken by any outgoing connection before Redis binds it
+    (a cluster failed to start so). All valid ports if the range leaves none."""
+    low, high = _ephemeral_range()
+    valid = range(10000, 55536)  # the bus port must be <= 65535
+    outside = [p for p in valid
+               if not (low <= p <= high or low <= p + 10000 <= high)]
+    return outside or list(valid)
+
+
 def cluster_port(taken: set[int]) -> int:
-    """A free port whose cluster bus port (+10000) is free too; Redis needs it <= 55535.
+    """A free port whose cluster bus port (+10000) is free too.
 
     ``taken`` holds the ports (and bus ports) already handed out, not yet listening.
     """
+    candidates = _candidate_ports()
     while True:
-        port = random.randint(20000, 55535)
+        port = random.choice(candidates)
         if {port, port + 10000} & taken:
             continue
         if _free(port) and _free(port + 10000):
@@ -77,8 +99,8 @@ class RedisClusterServers:
             raise RuntimeError("redis-cli is not on PATH (apt-get install -y redis-tools)")
         taken: set[int] = set()
         self.nodes = [_node(taken) for _ in range(self.masters * 2)]
-        for node in self.nodes:
-            node.start()
+        for index in range(len(self.nodes)):
+            self.nodes[index] = self._start_node(self.nodes[index], taken)
         result = subprocess.run(
             [cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
              "--cluster-replicas", "1", "--cluster-yes"],
@@ -88,6 +110,21 @@ class RedisClusterServers:
                                f"{result.stderr[-2000:]}")
         self.wait_ok(timeout)
         return self
+
+    @staticmethod
+    def _start_node(node: RedisServer, taken: set[int], tries: int = 5) -> RedisServer:
+        """Start ``node``; on a port taken meanwhile, another node on other ports."""
+        for _ in range(tries - 1):
+            try:
+                node.start()
+                return node
+            except RuntimeError as exc:
+                if "Address already in use" not in str(exc):
+                    raise
+                node.cleanup()
+                node = _node(taken)
+        node.start()
+        return node
 
     def wait_ok(self, timeout: float = 30.0) -> None:
         """Wait until every running node says ``cluster_state:ok``, there are ``masters``
