@@ -261,19 +261,38 @@ def redis_cost_table(result: SuiteResult) -> list[str]:
     return lines
 
 
+_TIMED: list[tuple[str, Callable[[float], str]]] = [
+    ("add_one", _rate),
+    ("add_in_flight", _rate),
+    ("add_bulk", _rate),
+    ("process_c1", _rate),
+    ("process_c50", _rate),
+    ("process_scheduled", _rate),
+    ("latency_p50", _ms),
+    ("latency_p99", _ms),
+    ("stream_p50", _ms),
+]
+
+
+def per_run_table(result: SuiteResult) -> list[str]:
+    """queuekit / Node BullMQ of each run on its own (the runs' values in run order); a
+    metric with a failed run on either side is left out."""
+    by_key = {r.key: r for r in result.results if r.unavailable is None}
+    ours, node = by_key.get("queuekit"), by_key.get("node")
+    if ours is None or node is None:
+        return []
+    metrics = [m for m, _ in _TIMED
+               if len(ours.values.get(m, ())) == len(node.values.get(m, ())) > 0]
+    lines = [_row(["run", *metrics]), _row(["---"] * (len(metrics) + 1))]
+    for run in range(min((len(ours.values[m]) for m in metrics), default=0)):
+        cells = [f"{ours.values[m][run] / node.values[m][run]:.2f}" for m in metrics]
+        lines.append(_row([str(run + 1), *cells]))
+    return lines
+
+
 def spread_table(result: SuiteResult) -> list[str]:
     """Minimum and maximum over the runs of each timed metric."""
-    metrics = [
-        ("add_one", _rate),
-        ("add_in_flight", _rate),
-        ("add_bulk", _rate),
-        ("process_c1", _rate),
-        ("process_c50", _rate),
-        ("process_scheduled", _rate),
-        ("latency_p50", _ms),
-        ("latency_p99", _ms),
-        ("stream_p50", _ms),
-    ]
+    metrics = _TIMED
     lines = [_row(["implementation", *(m for m, _ in metrics)]), _row(["---"] * (len(metrics) + 1))]
     for impl in result.results:
         if impl.unavailable is not None:
@@ -415,6 +434,12 @@ def render(result: SuiteResult, env: Environment) -> str:
     out += processes_section(result)
     if opts.runs > 1:
         out += ["## Spread over the runs (min\u2013max)", "", *spread_table(result), ""]
+        per_run = per_run_table(result)
+        if per_run:
+            out += ["## queuekit / Node BullMQ in each run", "",
+                    "Each run's own ratio (the same Redis, the sides measured back to "
+                    "back); above 1 is ahead for jobs/s, below 1 for the latencies.", "",
+                    *per_run, ""]
     return "\n".join(out)
 
 
