@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.suite import ImplResult, SuiteResult, client_commands_per_job, is_client_command
+from benchmarks.commandstats import client_commands_per_job, is_client_command
+from benchmarks.suite import ImplResult, SuiteResult
 
 _MIB = 2**20
 _NA = "\u2013"  # en dash
