@@ -18,6 +18,7 @@ from queuekit import (
     JobContext,
     JobResult,
     JobState,
+    Processor,
     QueueName,
     QueueUnavailableError,
     RedisQueueService,
@@ -48,6 +49,17 @@ async def qs(make_settings: SettingsFactory) -> AsyncIterator[RedisQueueService]
 
 async def no_op(job: JobContext[BankSyncJobData]) -> JobResult:
     return JobResult(success=True)
+
+
+def held_until_released() -> tuple[asyncio.Event, Processor]:
+    """A processor whose jobs finish once the returned event is set."""
+    release = asyncio.Event()
+
+    async def held(job: JobContext[BankSyncJobData]) -> JobResult:
+        await release.wait()
+        return JobResult(success=True)
+
+    return release, held
 
 
 @pytest.fixture
@@ -96,12 +108,7 @@ async def test_a_missed_event_costs_one_recheck_not_the_result(
     qs: RedisQueueService, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(waiters, "FINAL_EVENTS", frozenset())  # the reader wakes no one
-    release = asyncio.Event()
-
-    async def held(job: JobContext[BankSyncJobData]) -> JobResult:
-        await release.wait()
-        return JobResult(success=True)
-
+    release, held = held_until_released()
     qs.create_worker(BANK, held)
     job = await qs.add_job(BANK, "sync-transactions", SYNC)
     waiting = asyncio.ensure_future(qs.wait_for_job(BANK, job.id, timeout=10))
@@ -227,15 +234,10 @@ async def test_a_gap_in_the_reading_brings_the_first_look_back(
     qs: RedisQueueService, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     looked = count_first_looks(qs, monkeypatch)
-    release = asyncio.Event()
-
-    async def held(job: JobContext[BankSyncJobData]) -> JobResult:
-        await release.wait()
-        return JobResult(success=True)
-
+    release, held = held_until_released()
     qs.create_worker(BANK, held)
     first = await qs.add_job(BANK, "sync-transactions", SYNC)
-    waiting = asyncio.ensure_future(qs.wait_for_job(BANK, first.id, timeout=20))
+    first_wait = asyncio.ensure_future(qs.wait_for_job(BANK, first.id, timeout=20))
     reader = qs._waiters.reader(BANK)
     await eventually(lambda: asyncio.sleep(0, reader._live), bool)
     job = await qs.add_job(BANK, "sync-transactions", SYNC)
@@ -251,5 +253,5 @@ async def test_a_gap_in_the_reading_brings_the_first_look_back(
     second = asyncio.ensure_future(qs.wait_for_job(BANK, job.id, timeout=20))
     await eventually(lambda: asyncio.sleep(0, looked), lambda ids: job.id in ids)
     release.set()
-    assert (await waiting).state == JobState.COMPLETED
+    assert (await first_wait).state == JobState.COMPLETED
     assert (await second).state == JobState.COMPLETED

@@ -7,6 +7,7 @@ data directory; ``redis-cli --cluster create`` joins them. ``cluster-node-timeou
 
 from __future__ import annotations
 
+import functools
 import random
 import shutil
 import socket
@@ -42,15 +43,16 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def _candidate_ports() -> list[int]:
+@functools.cache
+def _candidate_ports() -> tuple[int, ...]:
     """Ports whose bus port (+10000) is valid, both outside the ephemeral range: a port
     found free there can still be taken by any outgoing connection before Redis binds it
     (a cluster failed to start so). All valid ports if the range leaves none."""
     low, high = _ephemeral_range()
     valid = range(10000, 55536)  # the bus port must be <= 65535
-    outside = [p for p in valid
-               if not (low <= p <= high or low <= p + 10000 <= high)]
-    return outside or list(valid)
+    outside = tuple(p for p in valid
+                    if not (low <= p <= high or low <= p + 10000 <= high))
+    return outside or tuple(valid)
 
 
 def cluster_port(taken: set[int]) -> int:

@@ -152,22 +152,22 @@ class RedisQueueService(QueueService):
     async def _add(self, job: PreparedJob) -> str:
         command = self.add_command(job.queue)
         opts = self._wire_options(job)
-        mark = None if job.options.job_id else self._waiters.before_add(job.queue)
+        added = None if job.options.job_id else self._waiters.before_add(job.queue)
         # bullmq's add script, sent through the auto-pipeline: concurrent adds of this
         # process share one round trip.
         job_id = await self.breaker.call(lambda: command(job.name, job.wire, opts))
-        if mark is not None:
-            self._waiters.after_add(mark, [job_id])
+        if added is not None:
+            added([job_id])
         return job_id
 
     async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
         command = self.add_command(jobs[0].queue)
         calls = [command.build(job.name, job.wire, self._wire_options(job)) for job in jobs]
-        mark = (None if any(job.options.job_id for job in jobs)
-                else self._waiters.before_add(jobs[0].queue))
+        added = (None if any(job.options.job_id for job in jobs)
+                 else self._waiters.before_add(jobs[0].queue))
         ids = await self.breaker.call(lambda: command.add_many(self.connection.client, calls))
-        if mark is not None:
-            self._waiters.after_add(mark, ids)
+        if added is not None:
+            added(ids)
         return ids
 
     async def _add_flow(self, entries: Sequence[FlowEntry]) -> None:

@@ -125,19 +125,23 @@ class QueueEventReader:
         watch.covers_add = self._live and job_id in self._added
         return watch
 
-    def add_token(self) -> int | None:
-        """Taken before an add: the epoch while the reader is live, else None."""
-        return self._epoch if self._live else None
+    def adding(self) -> Callable[[list[str]], None] | None:
+        """Taken before an add: what to call with the ids added (they are remembered if
+        the reader had no gap in between), None while the reader is not live."""
+        if not self._live:
+            return None
+        epoch = self._epoch
 
-    def added(self, job_ids: list[str], token: int | None) -> None:
-        """Remember jobs added since ``token`` was taken, if the reader had no gap since."""
-        if token is None or token != self._epoch or not self._live:
-            return
-        added = self._added
-        for job_id in job_ids:
-            added[job_id] = None
-        while len(added) > REMEMBER:
-            del added[next(iter(added))]
+        def added(job_ids: list[str]) -> None:
+            if epoch != self._epoch or not self._live:
+                return
+            remembered = self._added
+            for job_id in job_ids:
+                remembered[job_id] = None
+            while len(remembered) > REMEMBER:
+                del remembered[next(iter(remembered))]
+
+        return added
 
     def _lose_track(self) -> None:
         """A gap: events may go unread; forget what the remembered ids promised."""
@@ -287,20 +291,12 @@ class JobWaiters:
         """Subscribe to one job of ``queue``."""
         return await self.reader(queue).watch(job_id)
 
-    def before_add(self, queue: str) -> tuple[QueueEventReader, int] | None:
+    def before_add(self, queue: str) -> Callable[[list[str]], None] | None:
         """Taken before adding jobs whose ids Redis chooses (a custom id may name a job
-        that finished long ago): what :meth:`after_add` needs, None when no reader is
-        live for ``queue``."""
+        that finished long ago): what to call with their ids once added, so that their
+        waits skip the first look; None when no reader of ``queue`` is live."""
         reader = self._readers.get(queue)
-        if reader is None:
-            return None
-        token = reader.add_token()
-        return None if token is None else (reader, token)
-
-    @staticmethod
-    def after_add(mark: tuple[QueueEventReader, int], job_ids: list[str]) -> None:
-        """The jobs were added: their waits may skip the first look."""
-        mark[0].added(job_ids, mark[1])
+        return None if reader is None else reader.adding()
 
     async def aclose(self) -> None:
         """Stop every reader and release its connection."""
