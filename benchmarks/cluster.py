@@ -137,8 +137,9 @@ class Cluster:
     def port_of(self, key: str) -> int:
         """The master port serving ``key``'s slot."""
         slot = key_slot(key.encode())
-        client = redis.Redis(port=self.ports[0], decode_responses=True)
-        for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
+        with redis.Redis(port=self.ports[0], decode_responses=True) as client:
+            slots = client.execute_command("CLUSTER SLOTS")
+        for start, end, master, *_ in slots:
             if start <= slot <= end:
                 return int(master[1])
         raise RuntimeError(f"no master for slot {slot}")

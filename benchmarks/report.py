@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.commandstats import client_commands_per_job, is_client_command
+from benchmarks.commandstats import client_commands_per_job
 from benchmarks.suite import ImplResult, SuiteResult
+from benchmarks.tables import (
+    NA,
+    close_table,
+    commands_table,
+    median_commands,
+    ms,
+    per_run_table,
+    processes_section,
+    rate,
+    redis_cost_table,
+    row,
+    spread_table,
+)
 
 _MIB = 2**20
-_NA = "\u2013"  # en dash
 
 
 def cpu_model() -> str:
@@ -55,13 +66,6 @@ class _Column:
     metrics: tuple[str, ...]
 
 
-def _rate(v: float) -> str:
-    return f"{v:,.0f}"
-
-
-def _ms(v: float) -> str:
-    return f"{v:.2f}"
-
 
 def _cmds(v: float) -> str:
     return f"{v:.2f}"
@@ -71,19 +75,12 @@ def _mib(v: float) -> str:
     return f"{v / _MIB:.1f}"
 
 
-def _median_commands(result: ImplResult, scenario: str) -> dict[str, float] | None:
-    runs = result.commands.get(scenario)
-    if not runs:
-        return None
-    names = {name for run in runs for name in run}
-    return {name: statistics.median(run.get(name, 0.0) for run in runs) for name in sorted(names)}
-
 
 def _client_cmds(scenario: str) -> Callable[[ImplResult], float | None]:
     def value(result: ImplResult) -> float | None:
         if scenario in result.errors:
             return None
-        per_job = _median_commands(result, scenario)
+        per_job = median_commands(result, scenario)
         return client_commands_per_job(per_job) if per_job is not None else None
 
     return value
@@ -103,16 +100,16 @@ def _rss_growth(first: int, last: int) -> Callable[[ImplResult], float | None]:
 
 def _columns(result: SuiteResult) -> list[_Column]:
     columns = [
-        _Column("add one (jobs/s)", _metric("add_one"), _rate, ("add_one",)),
-        _Column("50 in flight (jobs/s)", _metric("add_in_flight"), _rate, ("add_in_flight",)),
-        _Column("bulk \u00d71000 (jobs/s)", _metric("add_bulk"), _rate, ("add_bulk",)),
-        _Column("process c=1 (jobs/s)", _metric("process_c1"), _rate, ("process_c1",)),
-        _Column("process c=50 (jobs/s)", _metric("process_c50"), _rate, ("process_c50",)),
-        _Column("scheduler-fed c=50 (jobs/s)", _metric("process_scheduled"), _rate,
+        _Column("add one (jobs/s)", _metric("add_one"), rate, ("add_one",)),
+        _Column("50 in flight (jobs/s)", _metric("add_in_flight"), rate, ("add_in_flight",)),
+        _Column("bulk \u00d71000 (jobs/s)", _metric("add_bulk"), rate, ("add_bulk",)),
+        _Column("process c=1 (jobs/s)", _metric("process_c1"), rate, ("process_c1",)),
+        _Column("process c=50 (jobs/s)", _metric("process_c50"), rate, ("process_c50",)),
+        _Column("scheduler-fed c=50 (jobs/s)", _metric("process_scheduled"), rate,
                 ("process_scheduled",)),
-        _Column("add→done p50 (ms)", _metric("latency_p50"), _ms, ("latency",)),
-        _Column("add→done p99 (ms)", _metric("latency_p99"), _ms, ("latency",)),
-        _Column("stream reader p50 (ms)", _metric("stream_p50"), _ms, ("latency",)),
+        _Column("add→done p50 (ms)", _metric("latency_p50"), ms, ("latency",)),
+        _Column("add→done p99 (ms)", _metric("latency_p99"), ms, ("latency",)),
+        _Column("stream reader p50 (ms)", _metric("stream_p50"), ms, ("latency",)),
         _Column("client cmds/job c=1", _client_cmds("process_c1"), _cmds, ("process_c1",)),
         _Column("client cmds/job c=50", _client_cmds("process_c50"), _cmds, ("process_c50",)),
     ]
@@ -132,30 +129,27 @@ def _columns(result: SuiteResult) -> list[_Column]:
     return columns
 
 
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
-
 
 def _cell(result: ImplResult, column: _Column) -> str:
     if result.unavailable is not None:
-        return _NA
+        return NA
     if any(metric in result.errors for metric in column.metrics):
         return "error"
     value = column.value(result)
-    return column.fmt(value) if value is not None else _NA
+    return column.fmt(value) if value is not None else NA
 
 
 def results_table(result: SuiteResult) -> list[str]:
     """The main table: one row per implementation, then the ratio rows."""
     columns = _columns(result)
     lines = [
-        _row(["implementation", *(c.title for c in columns)]),
-        _row(["---"] * (len(columns) + 1)),
+        row(["implementation", *(c.title for c in columns)]),
+        row(["---"] * (len(columns) + 1)),
     ]
     by_key = {r.key: r for r in result.results}
     for impl in result.results:
         label = impl.label if impl.unavailable is None else f"{impl.label}: {impl.unavailable}"
-        lines.append(_row([label, *(_cell(impl, c) for c in columns)]))
+        lines.append(row([label, *(_cell(impl, c) for c in columns)]))
     for top, bottom in (("queuekit", "bullmq"), ("queuekit", "node"), ("bullmq", "node")):
         a, b = by_key.get(top), by_key.get(bottom)
         if a is None or b is None or a.unavailable is not None or b.unavailable is not None:
@@ -163,186 +157,9 @@ def results_table(result: SuiteResult) -> list[str]:
         cells = []
         for column in columns:
             x, y = column.value(a), column.value(b)
-            cells.append(f"{x / y:.2f}" if x is not None and y else _NA)
-        lines.append(_row([f"*{a.label} / {b.label}*", *cells]))
+            cells.append(f"{x / y:.2f}" if x is not None and y else NA)
+        lines.append(row([f"*{a.label} / {b.label}*", *cells]))
     return lines
-
-
-_SCENARIO_TITLES = {
-    "add_one": "add one",
-    "add_in_flight": "50 in flight",
-    "add_bulk": "bulk \u00d71000",
-    "process_c1": "process c=1",
-    "process_c50": "process c=50",
-    "process_scheduled": "scheduler-fed c=50",
-}
-
-
-def commands_table(result: SuiteResult) -> list[str]:
-    """Redis commands per job of each scenario, from ``INFO commandstats`` deltas."""
-    lines = [
-        _row(
-            [
-                "implementation",
-                "scenario",
-                "evalsha",
-                "bzpopmin",
-                "other client commands",
-                "client total",
-                "all, incl. inside Lua",
-            ]
-        ),
-        _row(["---"] * 7),
-    ]
-    for impl in result.results:
-        for scenario, title in _SCENARIO_TITLES.items():
-            per_job = _median_commands(impl, scenario)
-            if per_job is None or scenario in impl.errors:
-                continue
-            others = [
-                f"{name} {value:.3f}"
-                for name, value in per_job.items()
-                if is_client_command(name)
-                and name not in ("evalsha", "bzpopmin")
-                and value >= 0.0005
-            ]
-            lines.append(
-                _row(
-                    [
-                        impl.label,
-                        title,
-                        f"{per_job.get('evalsha', 0.0):.3f}",
-                        f"{per_job.get('bzpopmin', 0.0):.3f}",
-                        ", ".join(others) or _NA,
-                        f"{client_commands_per_job(per_job):.2f}",
-                        f"{sum(per_job.values()):.1f}",
-                    ]
-                )
-            )
-    return lines
-
-
-def redis_cost_table(result: SuiteResult) -> list[str]:
-    """Redis-side cost per job and the cap it puts on throughput (Redis runs on one core)."""
-    lines = [
-        _row(
-            [
-                "implementation",
-                "scenario",
-                "command µs/job (commandstats)",
-                "Redis CPU µs/job",
-                "cap (jobs/s)",
-                "measured (jobs/s)",
-                "of the cap",
-            ]
-        ),
-        _row(["---"] * 7),
-    ]
-    for impl in result.results:
-        for scenario, title in _SCENARIO_TITLES.items():
-            usec = impl.median(f"{scenario}_redis_usec")
-            cpu = impl.median(f"{scenario}_redis_cpu_usec")
-            rate = impl.median(scenario)
-            if usec is None or cpu is None or scenario in impl.errors:
-                continue
-            cap = 1e6 / cpu if cpu > 0 else None
-            lines.append(
-                _row(
-                    [
-                        impl.label,
-                        title,
-                        f"{usec:.1f}",
-                        f"{cpu:.1f}",
-                        _rate(cap) if cap else _NA,
-                        _rate(rate) if rate else _NA,
-                        f"{rate / cap:.0%}" if cap and rate else _NA,
-                    ]
-                )
-            )
-    return lines
-
-
-_TIMED: list[tuple[str, Callable[[float], str]]] = [
-    ("add_one", _rate),
-    ("add_in_flight", _rate),
-    ("add_bulk", _rate),
-    ("process_c1", _rate),
-    ("process_c50", _rate),
-    ("process_scheduled", _rate),
-    ("latency_p50", _ms),
-    ("latency_p99", _ms),
-    ("stream_p50", _ms),
-]
-
-
-def per_run_table(result: SuiteResult) -> list[str]:
-    """queuekit / Node BullMQ of each run on its own (the runs' values in run order); a
-    metric with a failed run on either side is left out."""
-    by_key = {r.key: r for r in result.results if r.unavailable is None}
-    ours, node = by_key.get("queuekit"), by_key.get("node")
-    if ours is None or node is None:
-        return []
-    metrics = [m for m, _ in _TIMED
-               if len(ours.values.get(m, ())) == len(node.values.get(m, ())) > 0]
-    lines = [_row(["run", *metrics]), _row(["---"] * (len(metrics) + 1))]
-    for run in range(min((len(ours.values[m]) for m in metrics), default=0)):
-        cells = [f"{ours.values[m][run] / node.values[m][run]:.2f}" for m in metrics]
-        lines.append(_row([str(run + 1), *cells]))
-    return lines
-
-
-def spread_table(result: SuiteResult) -> list[str]:
-    """Minimum and maximum over the runs of each timed metric."""
-    metrics = _TIMED
-    lines = [_row(["implementation", *(m for m, _ in metrics)]), _row(["---"] * (len(metrics) + 1))]
-    for impl in result.results:
-        if impl.unavailable is not None:
-            continue
-        cells = []
-        for metric, fmt in metrics:
-            values = impl.values.get(metric)
-            cells.append(f"{fmt(min(values))}\u2013{fmt(max(values))}" if values else _NA)
-        lines.append(_row([impl.label, *cells]))
-    return lines
-
-
-def close_table(result: SuiteResult) -> list[str]:
-    """How long the graceful close of the worker took after each processing run."""
-    lines = [_row(["implementation", "after process c=1 (s)", "after process c=50 (s)"])]
-    lines.append(_row(["---"] * 3))
-    for impl in result.results:
-        if impl.unavailable is not None:
-            continue
-        cells = []
-        for metric in ("process_c1_close_s", "process_c50_close_s"):
-            value = impl.median(metric)
-            cells.append(f"{value:.2f}" if value is not None else _NA)
-        lines.append(_row([impl.label, *cells]))
-    return lines
-
-
-def processes_section(result: SuiteResult) -> list[str]:
-    """``queuekit worker --processes 2`` against 1, when the scenario ran."""
-    impl = next((r for r in result.results if r.median("processes_1")), None)
-    if impl is None:
-        return []
-    one, two = impl.median("processes_1"), impl.median("processes_2")
-    ratio = f"{two / one:.2f}" if one and two else _NA
-    return [
-        "## Worker processes (queuekit)",
-        "",
-        "`queuekit worker --processes P --concurrency 50` on one queue of no-op jobs: the "
-        "supervisor starts P worker processes; once all are connected the jobs are added in "
-        "bulk, and the clock runs from the first add until the queue is drained (median "
-        "over the runs).",
-        "",
-        _row(["processes", "jobs/s"]),
-        _row(["---", "---"]),
-        _row(["1", _rate(one) if one else _NA]),
-        _row(["2", _rate(two) if two else _NA]),
-        _row(["*2 / 1*", ratio]),
-        "",
-    ]
 
 
 def render(result: SuiteResult, env: Environment) -> str:
