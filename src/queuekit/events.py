@@ -119,22 +119,3 @@ class EventStream(abc.ABC):
     @abc.abstractmethod
     async def _unsubscribe(self) -> None:
         """Stop delivering events and release what was held."""
-
-
-class JobWatch(abc.ABC):
-    """A backend's wake-ups for ``wait_for_job``: a subscription to one job's changes.
-
-    A wake-up is a hint, not a state: the caller re-reads the job after each one, so a
-    spurious wake-up costs one read and a missed one costs at most one ``timeout``.
-    """
-
-    #: True when the watch will see every change of the job since it was added (the
-    #: backend vouches for it), so the caller needs no first look at the job.
-    covers_add: bool = False
-
-    @abc.abstractmethod
-    async def changed(self, timeout: float) -> bool:
-        """Wait until the job may have changed (True) or ``timeout`` seconds passed (False)."""
-
-    async def aclose(self) -> None:  # noqa: B027 - nothing to release by default
-        """Unsubscribe."""

@@ -13,11 +13,36 @@ import abc
 import time
 
 from queuekit.errors import JobNotFoundError, JobTimeoutError
-from queuekit.events import JobWatch
 from queuekit.jobs import JobInfo, JobState
 
 #: Seconds between re-reads of a job when no wake-up came (a missed event, a restart).
 WAIT_RECHECK = 1.0
+
+
+class JobWatch(abc.ABC):
+    """A backend's wake-ups for ``wait_for_job``: a subscription to one job's changes.
+
+    A wake-up is a hint, not a state: the caller re-reads the job after each one, so a
+    spurious wake-up costs one read and a missed one costs at most one ``timeout``. A
+    backend that read the job in the wake-up's own round trip hands that read over
+    (:meth:`take_read`) instead.
+    """
+
+    #: True when the watch will see every change of the job since it was added (the
+    #: backend vouches for it), so the caller needs no first look at the job.
+    covers_add: bool = False
+
+    @abc.abstractmethod
+    async def changed(self, timeout: float) -> bool:
+        """Wait until the job may have changed (True) or ``timeout`` seconds passed (False)."""
+
+    def take_read(self) -> JobInfo | None:
+        """The job as read with the last wake-up, after the change that caused it (what
+        ``get_job`` would answer then), once; None: the caller reads it itself."""
+        return None
+
+    async def aclose(self) -> None:  # noqa: B027 - nothing to release by default
+        """Unsubscribe."""
 
 
 class JobWaitMixin(abc.ABC):
@@ -37,13 +62,14 @@ class JobWaitMixin(abc.ABC):
         watch = await self._watch_job(queue, job_id)
         try:
             state: JobState | None = None
+            read: JobInfo | None = None  # the job as read with a wake-up, if it was
             if not watch.covers_add:
                 state = await self._job_state(queue, job_id)
                 if state is None:
                     raise JobNotFoundError(f"no job {job_id!r} on queue {queue!r}")
             while True:
                 if state is not None and state.finished:
-                    info = await self.get_job(queue, job_id)
+                    info = read or await self.get_job(queue, job_id)
                     if info is None:
                         raise JobNotFoundError(f"no job {job_id!r} on queue {queue!r}")
                     if info.state.finished:
@@ -54,6 +80,7 @@ class JobWaitMixin(abc.ABC):
                     raise JobTimeoutError(f"job {job_id!r} on queue {queue!r} is still "
                                           f"{state or 'unfinished'} after {timeout:g} s")
                 await watch.changed(min(remaining, WAIT_RECHECK))
+                read = watch.take_read()
                 state = JobState.COMPLETED  # re-read the whole job: most wake-ups finish it
         finally:
             await watch.aclose()

@@ -89,9 +89,11 @@ async def test_a_finished_job_wakes_its_waiter_without_polling(
 
     assert info.state == JobState.COMPLETED
     assert info.return_value == JobResult(success=True, data={"id": job.id})
-    # One more read, after the wake-up: the finished job. The fallback re-read comes only
-    # after 1 s; the event arrives within milliseconds (0.5 s leaves room for a loaded box).
-    assert len(reads) == 2, reads
+    # At most one more read, after the wake-up: the finished job (Redis reads it in the
+    # event's own round trip, behind the reader's XREAD: no read here at all). The
+    # fallback re-read comes only after 1 s; the event arrives within milliseconds (0.5 s
+    # leaves room for a loaded box).
+    assert len(reads) <= 2, reads
     assert woke_after < 0.5, woke_after
 
 

@@ -33,11 +33,18 @@ BANK = QueueName.BANK_SYNC
 SYNC = BankSyncJobData(user_id="u1", account_id="a1", sync_type="incremental")
 
 
-def blocked_readers(server: RedisServer) -> int:
-    """Connections blocked in XREAD right now (the events readers)."""
+def reader_connections(server: RedisServer) -> list[str]:
+    """Ids of the connections blocked in XREAD right now (the events readers; between
+    two XREADs a reader's last command is its final reads' script)."""
     with server.client() as client:
         listed: list[dict[str, Any]] = client.client_list()
-    return sum(1 for c in listed if c.get("cmd") == "xread" and "b" in str(c.get("flags")))
+    return [str(c["id"]) for c in listed
+            if c.get("cmd") == "xread" and "b" in str(c.get("flags"))]
+
+
+def blocked_readers(server: RedisServer) -> int:
+    """Connections blocked in XREAD right now (the events readers)."""
+    return len(reader_connections(server))
 
 
 @pytest.fixture
@@ -242,10 +249,10 @@ async def test_a_gap_in_the_reading_brings_the_first_look_back(
     await eventually(lambda: asyncio.sleep(0, reader._live), bool)
     job = await qs.add_job(BANK, "sync-transactions", SYNC)
     assert job.id in reader._added  # added while the reader reads on
+    (connection,) = await eventually(
+        lambda: asyncio.sleep(0, reader_connections(redis_server)), bool)
     with redis_server.client() as client:
-        for listed in client.client_list():
-            if listed.get("cmd") == "xread":
-                client.client_kill_filter(_id=listed["id"])
+        client.client_kill_filter(_id=connection)
     # The reader notices, reconnects and reads on; what it remembered is gone.
     await eventually(lambda: asyncio.sleep(0, blocked_readers(redis_server)),
                      lambda n: n == 1, timeout=10)

@@ -8,7 +8,10 @@ import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
 
+from queuekit import JobState, QueueRegistry
+from queuekit.redis.final_reads import SCAN, SCRIPT, SHA, FinalReads
 from queuekit.redis.waiters import QueueEventReader
 
 
@@ -65,3 +68,46 @@ async def test_a_forgotten_watch_is_not_woken_and_closing_wakes_the_rest() -> No
     late = await found.watch("d")  # after close: woken at once, no loop started
     assert await late.changed(0.01)
     assert not found.running
+
+
+def final_reads() -> FinalReads:
+    return FinalReads("bull:q:", lambda raw: raw.to_info("q", QueueRegistry()))
+
+
+async def test_a_wake_hands_over_its_read_once_and_a_later_wake_replaces_it() -> None:
+    found = reader()
+    watch = await found.watch("a")
+    (info,) = final_reads().parse([[["a", "completed", ["name", "n", "finishedOn", "5"]]]]
+                                  ).values()
+    found._dispatch([("bull:q:events", entries(("completed", "a")))], {"a": info})
+    assert await watch.changed(1)
+    assert watch.take_read() is info
+    assert watch.take_read() is None  # once
+    found._dispatch([("bull:q:events", entries(("completed", "a")))], {"a": info})
+    found._dispatch([("bull:q:events", entries(("removed", "a")))])  # no read: re-read
+    assert await watch.changed(1) and watch.take_read() is None
+    # A read of another job is not handed to this one.
+    found._dispatch([("bull:q:events", entries(("completed", "a")))], {"b": info})
+    assert await watch.changed(1) and watch.take_read() is None
+    await stop(found)
+
+
+def test_final_reads_parse_the_script_answer_and_reload_a_lost_script() -> None:
+    reads = final_reads()
+    (first,) = reads.commands("1-0", ["a", "b"])
+    assert first[:9] == ("EVALSHA", SHA, 3, "bull:q:events", "bull:q:completed",
+                         "bull:q:failed", "1-0", SCAN, "bull:q:")
+    assert first[9:] == ("a", "b")
+    found = reads.parse([[["a", "failed", ["name", "sync", "failedReason", "boom",
+                                           "attemptsMade", "2", "data", '{"x": 1}']],
+                          ["b", "completed", []]]])  # a hash gone meanwhile: no read
+    assert list(found) == ["a"]
+    assert (found["a"].state, found["a"].failed_reason, found["a"].attempts_made,
+            found["a"].data) == (JobState.FAILED, "boom", 2, {"x": 1})
+    assert reads.parse([NoScriptError("NOSCRIPT No matching script")]) == {}
+    load, call = reads.commands("1-0", ["a"])
+    assert load == ("SCRIPT", "LOAD", SCRIPT) and call[1] == SHA
+    assert reads.parse(["OK", []]) == {} and len(reads.commands("1-0", [])) == 1
+    assert reads.enabled
+    assert reads.parse([ResponseError("ERR unknown command")]) == {}
+    assert not reads.enabled

@@ -14,7 +14,7 @@ import heapq
 import logging
 from collections.abc import Sequence
 
-from queuekit.events import EventStream, EventType, JobWatch
+from queuekit.events import EventStream, EventType
 from queuekit.flows import FlowEntry, RawFlow
 from queuekit.memory.clock import VirtualClock
 from queuekit.memory.controls import MemoryControls
@@ -31,6 +31,7 @@ from queuekit.records import PreparedJob, RawJob
 from queuekit.schedules import JobSchedulerInfo, SchedulerSpec
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
+from queuekit.waiting import JobWatch
 from queuekit.worker import BaseWorker, QueueWorker
 
 log = logging.getLogger("queuekit.memory")

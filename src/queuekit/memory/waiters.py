@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from queuekit.events import JobWatch
 from queuekit.memory.store import MemoryQueue
+from queuekit.waiting import JobWatch
 
 
 class QueueChangeWatch(JobWatch):

@@ -211,25 +211,39 @@ class DedicatedLink:
         """The reply of one command (an error answer is raised). ``direct`` is the same
         command through the client's own method, for when no link can be made (a cluster
         client routes by the keys that method names)."""
-        link = self._link
-        if link is None and not self._direct:
-            opened = await Link.open(self._pool)
-            if isinstance(opened, Link):
-                link = self._link = opened
-            else:  # pragma: no cover - a parser of another kind
-                await self._pool.release(opened)
-                self._direct = True
+        link = await self._opened()
         if link is None:
             return await (direct() if direct is not None
                           else self._client.execute_command(*args))
-        try:
-            (reply,) = await link.call([args])
-        except BaseException:
-            await self.aclose()
-            raise
+        (reply,) = await self._exchange(link, [args])
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    async def call_many(self, commands: list[tuple[Any, ...]]) -> list[Any] | None:
+        """The replies of ``commands``, sent in one write (an error answer is its
+        command's reply, an exception object); None, with nothing sent, where no link
+        can be made. Redis runs a command queued behind a blocking one as soon as that
+        one is answered: its reply comes in the same round trip."""
+        link = await self._opened()
+        return None if link is None else await self._exchange(link, commands)
+
+    async def _opened(self) -> Link | None:
+        if self._link is None and not self._direct:
+            opened = await Link.open(self._pool)
+            if isinstance(opened, Link):
+                self._link = opened
+            else:  # pragma: no cover - a parser of another kind
+                await self._pool.release(opened)
+                self._direct = True
+        return self._link
+
+    async def _exchange(self, link: Link, commands: list[tuple[Any, ...]]) -> list[Any]:
+        try:
+            return await link.call(commands)
+        except BaseException:
+            await self.aclose()
+            raise
 
     async def aclose(self) -> None:
         """Close the connection (if one is open) and give it back to the pool."""

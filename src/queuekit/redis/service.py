@@ -15,7 +15,7 @@ from typing import Any
 import bullmq
 from redis.exceptions import ResponseError
 
-from queuekit.events import EventStream, JobWatch
+from queuekit.events import EventStream
 from queuekit.flows import FlowEntry, RawFlow
 from queuekit.jobs import COUNT_STATES, JobState
 from queuekit.processors import Processor
@@ -30,9 +30,10 @@ from queuekit.redis.connection import QueueConnection
 from queuekit.redis.controls import RedisControls
 from queuekit.redis.events import RedisEventStream
 from queuekit.redis.fast_engine import FastWorker
+from queuekit.redis.final_reads import FinalReads
 from queuekit.redis.flows import RedisFlows
 from queuekit.redis.jobs import raw_from_bull, raw_from_hash
-from queuekit.redis.keys import GET_STATE_KEYS, events_key, rate_limit_key
+from queuekit.redis.keys import GET_STATE_KEYS, events_key, queue_key, rate_limit_key
 from queuekit.redis.layout import KeyLayout
 from queuekit.redis.ratelimit import RedisRateLimiter
 from queuekit.redis.schedules import RedisSchedules
@@ -42,6 +43,7 @@ from queuekit.redis.worker import RedisWorker
 from queuekit.schedules import JobSchedulerInfo, SchedulerSpec
 from queuekit.service import QueueService
 from queuekit.settings import QueuekitSettings
+from queuekit.waiting import JobWatch
 from queuekit.worker import QueueWorker
 
 log = logging.getLogger("queuekit.redis")
@@ -86,7 +88,8 @@ class RedisQueueService(QueueService):
         self.flows = RedisFlows(self)
         self._waiters = JobWaiters(self.connection.worker_client,
                                    self.connection.release_worker_client,
-                                   lambda queue: events_key(self.queue_prefix(queue), queue))
+                                   lambda queue: events_key(self.queue_prefix(queue), queue),
+                                   self._final_reads)
 
     @classmethod
     async def connect(cls, settings: QueuekitSettings | None = None,
@@ -335,6 +338,11 @@ class RedisQueueService(QueueService):
             return JobState(state)
         except ValueError:  # a state this version does not name: not finished
             return JobState.WAITING
+
+    def _final_reads(self, queue: str) -> FinalReads:
+        registry = self.registry
+        return FinalReads(queue_key(self.queue_prefix(queue), queue),
+                          lambda raw: raw.to_info(queue, registry))
 
     async def _watch_job(self, queue: str, job_id: str) -> JobWatch:
         # One events reader per queue and process, however many callers wait.

@@ -19,6 +19,11 @@ it learned its position (ids Redis chose, see :meth:`JobWaiters.before_add`) and
 it read a final event of. A wait for such an added job needs no first look at the job:
 every event of it is still to come or already remembered (``JobWatch.covers_add``). One
 round trip less per add-then-wait; any gap (an error, the reader stopping) forgets both.
+
+While jobs are waited for, each XREAD carries their final reads behind it
+(:mod:`queuekit.redis.final_reads`): a waiter woken by its job's ``completed`` or
+``failed`` entry gets the job as ``get_job`` would read it then (``JobWatch.take_read``),
+so the wait ends without a round trip after the event.
 """
 
 from __future__ import annotations
@@ -28,13 +33,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from queuekit.events import JobWatch
+from queuekit.jobs import JobInfo
+from queuekit.redis.final_reads import WATCHED, FinalReads
 from queuekit.redis.link import DedicatedLink
+from queuekit.waiting import JobWatch
 
 log = logging.getLogger("queuekit.redis.waiters")
 
@@ -58,9 +66,15 @@ class _Watch(JobWatch):
         self.job_id = job_id
         self._reader = reader
         self._event = asyncio.Event()
+        self._read: JobInfo | None = None
 
-    def wake(self) -> None:
+    def wake(self, read: JobInfo | None = None) -> None:
+        self._read = read  # the latest wake-up's: an older read may be stale
         self._event.set()
+
+    def take_read(self) -> JobInfo | None:
+        read, self._read = self._read, None
+        return read
 
     async def changed(self, timeout: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -77,9 +91,11 @@ class _Watch(JobWatch):
 class QueueEventReader:
     """The one reader of one queue's events stream in this process."""
 
-    def __init__(self, make_client: Callable[[], Redis], key: str, queue: str) -> None:
+    def __init__(self, make_client: Callable[[], Redis], key: str, queue: str,
+                 reads: FinalReads | None = None) -> None:
         self.key = key
         self.queue = queue
+        self._reads = reads  # the final reads sent with each XREAD while jobs are waited
         self._make_client = make_client
         self._client: Redis | None = None
         self._watches: dict[str, set[_Watch]] = {}
@@ -178,9 +194,10 @@ class QueueEventReader:
             for watch in watches:
                 watch.wake()
 
-    def _dispatch(self, reply: Any) -> bool:
-        """Wake the waiters of every job the entries finish; True when one was woken.
-        Takes redis-py's parsed reply (fields as a dict) or the raw one (a flat list)."""
+    def _dispatch(self, reply: Any, reads: dict[str, JobInfo] | None = None) -> bool:
+        """Wake the waiters of every job the entries finish (with the job as ``reads``
+        has it, read after these entries); True when one was woken. Takes redis-py's
+        parsed reply (fields as a dict) or the raw one (a flat list)."""
         woke = False
         streams = reply.items() if isinstance(reply, dict) else (reply or [])
         for _key, entries in streams:
@@ -192,22 +209,37 @@ class QueueEventReader:
                     job_id = str(fields.get("jobId"))
                     if self._live:
                         self._finish(job_id)
+                    read = reads.get(job_id) if reads else None
                     for watch in self._watches.get(job_id, ()):
-                        watch.wake()
+                        watch.wake(read)
                         woke = True
         return woke
 
-    async def _xread(self, client: Redis) -> Any:
+    async def _xread(self, client: Redis) -> tuple[Any, dict[str, JobInfo] | None]:
         """One blocking XREAD from the cursor, over a connection the reader keeps (a
         :class:`DedicatedLink`: no pool round and no reply parsing per read; a busy queue
-        writes several entries per job, and the reader wakes for each batch)."""
+        writes several entries per job, and the reader wakes for each batch); while jobs
+        are waited for, their final reads (:mod:`queuekit.redis.final_reads`) behind it."""
         if self._link is None:
             self._link = DedicatedLink(client)
         cursor = str(self._cursor)
+        xread = ("XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", self.key, cursor)
+        final = self._reads
+        if final is not None and final.enabled and self._watches:
+            replies = await self._link.call_many(
+                [xread, *final.commands(cursor, islice(self._watches, WATCHED))])
+            if replies is not None:
+                if isinstance(replies[0], Exception):
+                    raise replies[0]
+                try:
+                    return replies[0], final.parse(replies[1:])
+                except Exception as exc:  # a job hash get_job could not read either
+                    log.debug("events reader of %s: final reads: %s", self.queue, exc,
+                              extra={"queue": self.queue})
+                    return replies[0], None
         return await self._link.call(
-            "XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", self.key, cursor,
-            direct=lambda: client.xread({self.key: cursor}, count=READ_COUNT,
-                                        block=BLOCK_MS))
+            *xread, direct=lambda: client.xread({self.key: cursor}, count=READ_COUNT,
+                                                block=BLOCK_MS)), None
 
     async def _position(self, client: Redis) -> str:
         last: Any = await client.xrevrange(self.key, count=1)
@@ -227,7 +259,7 @@ class QueueEventReader:
                     # The connection has no socket timeout (it blocks on purpose); this
                     # bound notices a connection that died without a reset.
                     async with asyncio.timeout(BLOCK_MS / 1000 + 5):
-                        reply = await self._xread(self._client)
+                        reply, reads = await self._xread(self._client)
                 except Exception as exc:
                     # Connection errors are expected (a restart, a failover); anything else
                     # (a cluster client giving up on its slot map) is worth a warning. The
@@ -245,7 +277,7 @@ class QueueEventReader:
                 pause = RETRY_START
                 # Read on from the cursor after a gap: what follows is all seen again.
                 self._live = True
-                if self._dispatch(reply):
+                if self._dispatch(reply, reads):
                     # Let the woken waiters read their jobs before the next XREAD is sent.
                     await asyncio.sleep(0)
         finally:
@@ -273,10 +305,13 @@ class JobWaiters:
 
     def __init__(self, make_client: Callable[[], Redis],
                  release_client: Callable[[Redis], Any],
-                 events_key: Callable[[str], str]) -> None:
+                 events_key: Callable[[str], str],
+                 final_reads: Callable[[str], FinalReads | None] = lambda queue: None,
+                 ) -> None:
         self._make_client = make_client
         self._release_client = release_client
         self._events_key = events_key
+        self._final_reads = final_reads
         self._readers: dict[str, QueueEventReader] = {}
 
     def reader(self, queue: str) -> QueueEventReader:
@@ -284,7 +319,7 @@ class JobWaiters:
         found = self._readers.get(queue)
         if found is None:
             found = self._readers[queue] = QueueEventReader(
-                self._make_client, self._events_key(queue), queue)
+                self._make_client, self._events_key(queue), queue, self._final_reads(queue))
         return found
 
     async def watch(self, queue: str, job_id: str) -> JobWatch:
