@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         rss_checkpoints=args.rss_jobs if args.rss_jobs is not None else (args.jobs, 5 * args.jobs),
         scenarios=frozenset(args.scenarios.split(",")),
     )
+    load_before = os.getloadavg()
     try:
         with RedisServer() as server:
             settings = Settings(redis_url=server.url, loop=loop, job_options=args.job_options)
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         loop=loop,
         job_options=_JOB_OPTION_TEXT[args.job_options],
         node=node or "not used",
+        load=(load_before, os.getloadavg()),
     )
     text = render(result, env)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,8 @@ class Environment:
     loop: str
     job_options: str
     node: str
+    #: The load averages (1, 5, 15 min) when the run started and when it ended.
+    load: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,10 @@ def results_table(result: SuiteResult) -> list[str]:
     return lines
 
 
+def _load(values: tuple[float, float, float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in values)
+
+
 def render(result: SuiteResult, env: Environment) -> str:
     """The whole report as markdown."""
     opts = result.options
@@ -181,6 +187,8 @@ def render(result: SuiteResult, env: Environment) -> str:
         f"| Redis | {result.redis_version}, its own `redis-server` on loopback, persistence off |",
         f"| Python | {platform.python_version()}, event loop: {env.loop} |",
         f"| Node | {env.node} |",
+        *([f"| load average (1/5/15 min) | {_load(env.load[0])} at the start, "
+           f"{_load(env.load[1])} at the end (the machine may be shared) |"] if env.load else []),
         *(f"| {name} | {version} |" for name, version in versions.items() if name != "node"),
         "",
         "## Results",
