@@ -68,7 +68,11 @@ def migrate_slot(cluster: RedisClusterServers, slot: int, source: RedisServer,
 async def test_slot_migration_under_load(
         redis_cluster: RedisClusterServers, key_prefix: str,
         service_factory: Callable[..., Awaitable[QueueService]]) -> None:
-    service = await service_factory(jobs={"remove_on_complete": {"count": 100_000}})
+    # A job finishing while its slot moves may find its lock gone ("Missing lock" from
+    # moveToFinished): it stays active until the stalled check moves it back, as BullMQ
+    # does. That check runs each second here (30 s by default, as long as a wait below).
+    service = await service_factory(jobs={"remove_on_complete": {"count": 100_000}},
+                                    worker={"stalled_interval": 1000, "max_stalled_count": 10})
     tag = f"{{{key_prefix}:{BANK}}}"
     slot = key_slot(tag.encode())
     source = redis_cluster.master_of(tag)
