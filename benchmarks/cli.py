@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "raw bullmq (Python) and Node BullMQ, on a redis-server of its own.",
     )
     parser.add_argument("--jobs", type=_positive, default=10_000, help="jobs per scenario (10000)")
-    parser.add_argument("--runs", type=_positive, default=3, help="runs; medians are reported (3)")
+    parser.add_argument("--runs", type=_positive, default=5, help="runs; medians are reported (5)")
     parser.add_argument(
         "--out",
         type=Path,
