@@ -7,7 +7,6 @@ reads the job itself, as before."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,20 +23,12 @@ from queuekit import (
 )
 from queuekit.records import RawJob
 from queuekit.redis import final_reads
-from tests.conftest import SettingsFactory
-from tests.integration.test_wait_events import held_until_released, reader_connections
+from tests.support.events_reader import held_until_released, reader_connections
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
 
 BANK = QueueName.BANK_SYNC
 SYNC = BankSyncJobData(user_id="u1", account_id="a1", sync_type="incremental")
-
-
-@pytest.fixture
-async def qs(make_settings: SettingsFactory) -> AsyncIterator[RedisQueueService]:
-    service = await RedisQueueService.connect(make_settings())
-    yield service
-    await service.close()
 
 
 def count_reads(qs: RedisQueueService, monkeypatch: pytest.MonkeyPatch) -> list[str]:

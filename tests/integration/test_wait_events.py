@@ -8,8 +8,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,7 +17,6 @@ from queuekit import (
     JobContext,
     JobResult,
     JobState,
-    Processor,
     QueueName,
     QueueUnavailableError,
     RedisQueueService,
@@ -26,6 +24,11 @@ from queuekit import (
 )
 from queuekit.redis import waiters
 from tests.conftest import SettingsFactory
+from tests.support.events_reader import (
+    blocked_readers,
+    held_until_released,
+    reader_connections,
+)
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually
 
@@ -33,40 +36,8 @@ BANK = QueueName.BANK_SYNC
 SYNC = BankSyncJobData(user_id="u1", account_id="a1", sync_type="incremental")
 
 
-def reader_connections(server: RedisServer) -> list[str]:
-    """Ids of the connections blocked in XREAD right now (the events readers; between
-    two XREADs a reader's last command is its final reads' script)."""
-    with server.client() as client:
-        listed: list[dict[str, Any]] = client.client_list()
-    return [str(c["id"]) for c in listed
-            if c.get("cmd") == "xread" and "b" in str(c.get("flags"))]
-
-
-def blocked_readers(server: RedisServer) -> int:
-    """Connections blocked in XREAD right now (the events readers)."""
-    return len(reader_connections(server))
-
-
-@pytest.fixture
-async def qs(make_settings: SettingsFactory) -> AsyncIterator[RedisQueueService]:
-    service = await RedisQueueService.connect(make_settings())
-    yield service
-    await service.close()
-
-
 async def no_op(job: JobContext[BankSyncJobData]) -> JobResult:
     return JobResult(success=True)
-
-
-def held_until_released() -> tuple[asyncio.Event, Processor]:
-    """A processor whose jobs finish once the returned event is set."""
-    release = asyncio.Event()
-
-    async def held(job: JobContext[BankSyncJobData]) -> JobResult:
-        await release.wait()
-        return JobResult(success=True)
-
-    return release, held
 
 
 @pytest.fixture

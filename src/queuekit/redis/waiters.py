@@ -306,8 +306,7 @@ class JobWaiters:
     def __init__(self, make_client: Callable[[], Redis],
                  release_client: Callable[[Redis], Any],
                  events_key: Callable[[str], str],
-                 final_reads: Callable[[str], FinalReads | None] = lambda queue: None,
-                 ) -> None:
+                 final_reads: Callable[[str], FinalReads | None]) -> None:
         self._make_client = make_client
         self._release_client = release_client
         self._events_key = events_key
