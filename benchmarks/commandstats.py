@@ -6,7 +6,8 @@ classification here tells them apart, and the suite's own connection takes the s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -101,13 +102,32 @@ class SuiteRedis:
         return str(info.get("redis_version", "?"))
 
 
-def per_job_calls(before: CommandStats, after: CommandStats, jobs: int) -> dict[str, float]:
-    delta = {name: calls - before.get(name, 0) for name, calls in after.items()}
-    delta["info"] = delta.get("info", 0) - 1  # the INFO that took `before` counts in `after`
-    return {name: calls / jobs for name, calls in sorted(delta.items()) if calls > 0}
+def snapshot_delta(before: RedisSnapshot, after: RedisSnapshot) -> RedisSnapshot:
+    """What Redis did between two snapshots (the INFO that took ``before`` not counted)."""
+    calls = {name: value - before.calls.get(name, 0) for name, value in after.calls.items()}
+    calls["info"] = calls.get("info", 0) - 1  # the INFO that took `before` counts in `after`
+    usec = {name: value - before.usec.get(name, 0) for name, value in after.usec.items()}
+    return RedisSnapshot(calls=calls, usec=usec, cpu_s=after.cpu_s - before.cpu_s)
 
 
-def redis_usec_per_job(before: RedisSnapshot, after: RedisSnapshot, jobs: int) -> float:
+def summed(deltas: Iterable[RedisSnapshot]) -> RedisSnapshot:
+    """The sum of several :func:`snapshot_delta` results."""
+    calls: Counter[str] = Counter()
+    usec: Counter[str] = Counter()
+    cpu_s = 0.0
+    for delta in deltas:
+        calls.update(delta.calls)
+        usec.update(delta.usec)
+        cpu_s += delta.cpu_s
+    return RedisSnapshot(calls=dict(calls), usec=dict(usec), cpu_s=cpu_s)
+
+
+def per_job_calls(delta: RedisSnapshot, jobs: int) -> dict[str, float]:
+    """Calls per job of each command in ``delta``."""
+    return {name: calls / jobs for name, calls in sorted(delta.calls.items()) if calls > 0}
+
+
+def redis_usec_per_job(delta: RedisSnapshot, jobs: int) -> float:
     """Microseconds per job that Redis spent executing what clients sent.
 
     Only client commands count (see :func:`is_client_command`): a script's time already
@@ -116,9 +136,7 @@ def redis_usec_per_job(before: RedisSnapshot, after: RedisSnapshot, jobs: int) -
     apart from the same command inside a script, and cost little next to the scripts.
     """
     total = sum(
-        usec - before.usec.get(name, 0)
-        for name, usec in after.usec.items()
-        if is_client_command(name) and name != "info"
+        usec for name, usec in delta.usec.items() if is_client_command(name) and name != "info"
     )
     return total / jobs
 

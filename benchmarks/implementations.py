@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +37,24 @@ def worker_timeout(jobs: int) -> float:
     return 120.0 + jobs / 100.0
 
 
+class Adder(Protocol):
+    """A producer kept open on one queue, timing slices of adds (see
+    :mod:`benchmarks.interleave`). Each call adds jobs ``first .. first + count - 1`` and
+    returns the seconds it took; the warm-up add happened when it was opened."""
+
+    async def add_one(self, first: int, count: int) -> float:
+        """One add at a time, each awaited."""
+        ...
+
+    async def add_in_flight(self, first: int, count: int, window: int) -> float:
+        """``window`` adds in flight."""
+        ...
+
+    async def add_bulk(self, first: int, count: int, chunk: int) -> float:
+        """Bulk calls of ``chunk`` jobs."""
+        ...
+
+
 class Implementation(Protocol):
     """One implementation under test, as the suite drives it. Times are in seconds."""
 
@@ -47,16 +65,8 @@ class Implementation(Protocol):
         """Versions worth reporting."""
         ...
 
-    async def add_one(self, queue: str, jobs: int) -> float:
-        """Time to add ``jobs`` jobs one at a time (sequential awaits)."""
-        ...
-
-    async def add_many_in_flight(self, queue: str, jobs: int, window: int) -> float:
-        """Time to add ``jobs`` jobs with ``window`` adds in flight."""
-        ...
-
-    async def add_bulk(self, queue: str, jobs: int, chunk: int) -> float:
-        """Time to add ``jobs`` jobs in bulk calls of ``chunk``."""
+    def open_adder(self, queue: str, warm_up_index: int) -> AbstractAsyncContextManager[Adder]:
+        """An :class:`Adder` on ``queue``, warmed up with one add of job ``warm_up_index``."""
         ...
 
     async def preload(self, queue: str, jobs: int, chunk: int) -> None:
@@ -100,21 +110,15 @@ class PythonImplementation:
         finally:
             await producer.aclose()
 
-    async def add_one(self, queue: str, jobs: int) -> float:
+    @asynccontextmanager
+    async def open_adder(self, queue: str, warm_up_index: int) -> AsyncIterator[Adder]:
         async with self._producer(queue) as producer:
-            return await measure.time_add_one(producer, jobs)
-
-    async def add_many_in_flight(self, queue: str, jobs: int, window: int) -> float:
-        async with self._producer(queue) as producer:
-            return await measure.time_add_in_flight(producer, jobs, window)
-
-    async def add_bulk(self, queue: str, jobs: int, chunk: int) -> float:
-        async with self._producer(queue) as producer:
-            return await measure.time_add_bulk(producer, jobs, chunk)
+            await measure.warm_up(producer, warm_up_index)
+            yield _PythonAdder(producer)
 
     async def preload(self, queue: str, jobs: int, chunk: int) -> None:
         async with self._producer(queue) as producer:
-            await measure.add_in_chunks(producer, jobs, chunk)
+            await measure.add_in_chunks(producer, 0, jobs, chunk)
 
     async def preload_scheduled(self, queue: str, jobs: int) -> bool:
         """Fill ``queue`` with the first runs of ``jobs`` job schedulers (each then due
@@ -177,3 +181,19 @@ class PythonImplementation:
             worker.close_stdin()
             await worker.expect_event("result", worker_timeout(0))
         return {"app": app, "stream": stream}
+
+
+class _PythonAdder:
+    """:class:`Adder` of a Python side: the shared timing code on its producer."""
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+
+    async def add_one(self, first: int, count: int) -> float:
+        return await measure.time_add_one(self._producer, first, count)
+
+    async def add_in_flight(self, first: int, count: int, window: int) -> float:
+        return await measure.time_add_in_flight(self._producer, first, count, window)
+
+    async def add_bulk(self, first: int, count: int, chunk: int) -> float:
+        return await measure.time_add_bulk(self._producer, first, count, chunk)

@@ -27,24 +27,22 @@ _EVENT_BLOCK_MS: Final = 1000
 _COMPLETION_TIMEOUT_S: Final = 30.0
 
 
-async def _warm_up(producer: Producer, index: int) -> None:
-    # The first add pays for connecting and loading the Lua script; keep it out of the timing.
+async def warm_up(producer: Producer, index: int) -> None:
+    """One untimed add: the first add pays for connecting and loading the Lua script."""
     await producer.add_one(index)
 
 
-async def time_add_one(producer: Producer, jobs: int) -> float:
-    """Seconds to add ``jobs`` jobs one at a time, awaiting each add."""
-    await _warm_up(producer, jobs)
+async def time_add_one(producer: Producer, first: int, count: int) -> float:
+    """Seconds to add jobs ``first .. first + count - 1`` one at a time, awaiting each add."""
     started = time.perf_counter()
-    for index in range(jobs):
+    for index in range(first, first + count):
         await producer.add_one(index)
     return time.perf_counter() - started
 
 
-async def time_add_in_flight(producer: Producer, jobs: int, window: int) -> float:
-    """Seconds to add ``jobs`` jobs keeping ``window`` adds in flight at all times."""
-    await _warm_up(producer, jobs)
-    indices: Iterator[int] = iter(range(jobs))
+async def time_add_in_flight(producer: Producer, first: int, count: int, window: int) -> float:
+    """Seconds to add ``count`` jobs keeping ``window`` adds in flight at all times."""
+    indices: Iterator[int] = iter(range(first, first + count))
 
     async def lane() -> None:
         # Lanes share one iterator: each takes the next index as soon as its add returns.
@@ -56,17 +54,17 @@ async def time_add_in_flight(producer: Producer, jobs: int, window: int) -> floa
     return time.perf_counter() - started
 
 
-async def add_in_chunks(producer: Producer, jobs: int, chunk: int) -> None:
-    """Add ``jobs`` jobs in bulk calls of at most ``chunk`` jobs."""
-    for first in range(0, jobs, chunk):
-        await producer.add_bulk(first, min(chunk, jobs - first))
+async def add_in_chunks(producer: Producer, first: int, count: int, chunk: int) -> None:
+    """Add ``count`` jobs from ``first`` on in bulk calls of at most ``chunk`` jobs."""
+    end = first + count
+    for start in range(first, end, chunk):
+        await producer.add_bulk(start, min(chunk, end - start))
 
 
-async def time_add_bulk(producer: Producer, jobs: int, chunk: int) -> float:
-    """Seconds to add ``jobs`` jobs in bulk calls of ``chunk`` jobs."""
-    await _warm_up(producer, jobs)
+async def time_add_bulk(producer: Producer, first: int, count: int, chunk: int) -> float:
+    """Seconds to add ``count`` jobs in bulk calls of ``chunk`` jobs."""
     started = time.perf_counter()
-    await add_in_chunks(producer, jobs, chunk)
+    await add_in_chunks(producer, first, count, chunk)
     return time.perf_counter() - started
 
 

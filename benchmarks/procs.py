@@ -113,6 +113,13 @@ class JsonLineProcess:
             raise BenchChildError(f"{self._name}: expected {event!r}, got {message!r}")
         return message
 
+    async def send(self, message: dict[str, Any]) -> None:
+        """Write ``message`` as one JSON line on the child's stdin."""
+        process = self._require()
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(message).encode() + b"\n")
+        await process.stdin.drain()
+
     def close_stdin(self) -> None:
         """Tell the child to finish (children in run-until-stopped mode read stdin to EOF)."""
         process = self._require()

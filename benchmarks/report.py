@@ -213,7 +213,11 @@ def render(result: SuiteResult, env: Environment) -> str:
         "- Every measurement uses a fresh queue on the same Redis; its keys are deleted after.",
         "- *add one*: one `add` at a time, each awaited. *50 in flight*: 50 concurrent lanes, "
         "each awaiting its add before starting the next. *bulk*: `addBulk` / `add_jobs` in "
-        "chunks of 1,000. The clock starts after one warm-up add.",
+        "chunks of 1,000. Each side keeps one producer open (after one warm-up add) and the "
+        "sides take turns in slices (250 adds one at a time, 1,000 in flight, one bulk "
+        "call), the first side changing with every slice; each slice is timed by its side "
+        "and a side's rate is its jobs over the sum of its slices (so all sides share the "
+        "same stretch of a shared machine's time).",
         "- *process c=1 / c=50*: the jobs are added first; a worker with a no-op processor "
         "starts in a process of its own (Python: a subprocess per measurement, "
         f"{env.loop} loop); the clock runs from constructing the worker until the queue's "
@@ -263,8 +267,9 @@ def render(result: SuiteResult, env: Environment) -> str:
         per_run = per_run_table(result)
         if per_run:
             out += ["## queuekit / Node BullMQ in each run", "",
-                    "Each run's own ratio (the same Redis, the sides measured back to "
-                    "back); above 1 is ahead for jobs/s, below 1 for the latencies.", "",
+                    "Each run's own ratio (the same Redis; the producer columns in turns "
+                    "of slices, the others back to back); above 1 is ahead for jobs/s, "
+                    "below 1 for the latencies.", "",
                     *per_run, ""]
     return "\n".join(out)
 

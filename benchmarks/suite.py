@@ -2,7 +2,9 @@
 
 Each measurement gets a fresh queue name, whose keys are deleted afterwards; Redis
 ``INFO commandstats`` is read around each measurement to count the commands it cost.
-The order of the implementations rotates from run to run, so none is always first.
+The order of the implementations rotates from run to run, so none is always first. The
+producer scenarios time all implementations together, in turns of short slices
+(:mod:`benchmarks.interleave`); the others measure one implementation after the other.
 """
 
 from __future__ import annotations
@@ -12,19 +14,25 @@ import secrets
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from benchmarks.commandstats import SuiteRedis, per_job_calls, redis_usec_per_job
+from benchmarks.commandstats import (
+    RedisSnapshot,
+    SuiteRedis,
+    per_job_calls,
+    redis_usec_per_job,
+    snapshot_delta,
+)
 from benchmarks.common import percentile
-from benchmarks.implementations import Implementation
+from benchmarks.implementations import Adder, Implementation
+from benchmarks.interleave import BULK_CHUNK, SLICES, time_interleaved
 from benchmarks.processes import PROCESS_COUNTS, supervised_rate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-IN_FLIGHT_WINDOW: Final = 50
-BULK_CHUNK: Final = 1000
 HIGH_CONCURRENCY: Final = 50
 RSS_CONCURRENCY: Final = 50
 LATENCY_WARMUP: Final = 20
@@ -68,6 +76,13 @@ class ImplResult:
     def add(self, metric: str, value: float) -> None:
         """Record one run's value of ``metric``."""
         self.values.setdefault(metric, []).append(value)
+
+    def add_cost(self, scenario: str, delta: RedisSnapshot, jobs: int) -> None:
+        """Record what Redis did for one run of ``scenario`` (``jobs`` jobs)."""
+        self.commands.setdefault(scenario, []).append(per_job_calls(delta, jobs))
+        # Redis-side cost: command time (commandstats) and the server's CPU time per job.
+        self.add(f"{scenario}_redis_usec", redis_usec_per_job(delta, jobs))
+        self.add(f"{scenario}_redis_cpu_usec", delta.cpu_s * 1e6 / jobs)
 
     def median(self, metric: str) -> float | None:
         """Median over the runs of ``metric``, or None if it was not measured."""
@@ -122,6 +137,8 @@ class Suite:
                     self._options.runs,
                     ", ".join(impl.key for impl in order),
                 )
+                for scenario in self._producer_scenarios():
+                    await self._interleaved(order, scenario, run)
                 for scenario, measure in self._scenarios(run):
                     for impl in order:
                         await self._measure(impl, scenario, run, measure)
@@ -132,9 +149,6 @@ class Suite:
 
     def _scenarios(self, run: int) -> list[tuple[str, _Scenario]]:
         scenarios: list[tuple[str, _Scenario]] = [
-            ("add_one", self._add_one),
-            ("add_in_flight", self._add_in_flight),
-            ("add_bulk", self._add_bulk),
             ("process_c1", self._process_c1),
             ("process_c50", self._process_c50),
             ("process_scheduled", self._process_scheduled),
@@ -146,6 +160,46 @@ class Suite:
             scenarios.append(("rss", self._rss))
         return [(name, measure) for name, measure in scenarios if name in self._options.scenarios]
 
+    def _producer_scenarios(self) -> list[str]:
+        return [name for name in SLICES if name in self._options.scenarios]
+
+    @staticmethod
+    def _queue_name(impl: Implementation, scenario: str, run: int) -> str:
+        return f"bench-{impl.key}-{scenario.replace('_', '-')}-r{run + 1}-{secrets.token_hex(3)}"
+
+    async def _interleaved(self, order: list[Implementation], scenario: str, run: int) -> None:
+        """One producer scenario for every implementation at once, in slices."""
+        jobs = self._options.jobs
+        queues = {impl.key: self._queue_name(impl, scenario, run) for impl in order}
+        try:
+            async with AsyncExitStack() as stack:
+                adders: dict[str, Adder] = {}
+                for impl in order:
+                    try:
+                        # The warm-up add takes job index `jobs`, past the timed ones.
+                        adders[impl.key] = await stack.enter_async_context(
+                            impl.open_adder(queues[impl.key], jobs))
+                    except Exception as err:
+                        log.exception("%s %s: no producer", impl.key, scenario)
+                        self._results[impl.key].errors[scenario] = \
+                            f"{type(err).__name__}: {err}"[:300]
+                totals = await time_interleaved(self._redis, adders, jobs, SLICES[scenario], run)
+            for key, total in totals.items():
+                result = self._results[key]
+                if total.error is not None:
+                    result.errors[scenario] = total.error
+                    continue
+                result.add_cost(scenario, total.cost, jobs)
+                self._rate(result, scenario, total.seconds)
+        except Exception as err:  # closing a producer failed: the scenario is lost for all
+            log.exception("%s failed", scenario)
+            for impl in order:
+                self._results[impl.key].errors.setdefault(
+                    scenario, f"{type(err).__name__}: {err}"[:300])
+        finally:
+            for queue in queues.values():
+                await self._redis.delete_queue(queue)
+
     async def _measure(
         self,
         impl: Implementation,
@@ -154,7 +208,7 @@ class Suite:
         measure: _Scenario,
     ) -> None:
         result = self._results[impl.key]
-        queue = f"bench-{impl.key}-{scenario.replace('_', '-')}-r{run + 1}-{secrets.token_hex(3)}"
+        queue = self._queue_name(impl, scenario, run)
         try:
             await measure(impl, queue, result)
         except Exception as err:  # one failure must not cost the other measurements
@@ -168,37 +222,13 @@ class Suite:
     ) -> T:
         before = await self._redis.snapshot()
         value = await action
-        after = await self._redis.snapshot()
-        calls = per_job_calls(before.calls, after.calls, jobs)
-        result.commands.setdefault(scenario, []).append(calls)
-        # Redis-side cost: command time (commandstats) and the server's CPU time per job.
-        result.add(f"{scenario}_redis_usec", redis_usec_per_job(before, after, jobs))
-        result.add(f"{scenario}_redis_cpu_usec", (after.cpu_s - before.cpu_s) * 1e6 / jobs)
+        result.add_cost(scenario, snapshot_delta(before, await self._redis.snapshot()), jobs)
         return value
 
     def _rate(self, result: ImplResult, metric: str, seconds: float) -> None:
         rate = self._options.jobs / seconds
         result.add(metric, rate)
         log.info("%-9s %-14s %9.0f jobs/s", result.key, metric, rate)
-
-    async def _add_one(self, impl: Implementation, queue: str, result: ImplResult) -> None:
-        jobs = self._options.jobs
-        seconds = await self._counted(result, "add_one", jobs, impl.add_one(queue, jobs))
-        self._rate(result, "add_one", seconds)
-
-    async def _add_in_flight(self, impl: Implementation, queue: str, result: ImplResult) -> None:
-        jobs = self._options.jobs
-        seconds = await self._counted(
-            result, "add_in_flight", jobs, impl.add_many_in_flight(queue, jobs, IN_FLIGHT_WINDOW)
-        )
-        self._rate(result, "add_in_flight", seconds)
-
-    async def _add_bulk(self, impl: Implementation, queue: str, result: ImplResult) -> None:
-        jobs = self._options.jobs
-        seconds = await self._counted(
-            result, "add_bulk", jobs, impl.add_bulk(queue, jobs, BULK_CHUNK)
-        )
-        self._rate(result, "add_bulk", seconds)
 
     async def _process(
         self, impl: Implementation, queue: str, result: ImplResult, concurrency: int, metric: str

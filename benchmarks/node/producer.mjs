@@ -1,6 +1,10 @@
-// Producer scenarios of the Node BullMQ side: add-one, in-flight, bulk, preload, latency.
-// Argument (JSON): {scenario, redisUrl, queue, jobs, window, chunk, samples, warmup, jobOptions}.
-// Prints {"event": "result", "seconds": ...} or {"event": "result", "latencies_ms": [...]}.
+// Producer scenarios of the Node BullMQ side: session, preload, latency.
+// Argument (JSON): {scenario, redisUrl, queue, jobs, chunk, samples, warmup, warmUpIndex, jobOptions}.
+// session: one warm-up add, then {"event": "ready"}; then one command per stdin line,
+// {"op": "add-one" | "in-flight" | "bulk", first, count, window?, chunk?}, each answered with
+// {"event": "slice", "seconds": ...}, until stdin ends (the Python side's Adder protocol).
+// preload prints {"event": "result"}, latency {"event": "result", "latencies_ms": [...]}.
+import { createInterface } from 'node:readline';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { JOB_NAME, connectionFrom, emit, parseArgs, payload, runMain, seconds } from './common.mjs';
@@ -11,11 +15,11 @@ function makeAdd(queue, jobOptions) {
   return (index) => queue.add(JOB_NAME, payload(index), jobOptions);
 }
 
-async function addInChunks(queue, jobOptions, jobs, chunk) {
-  for (let first = 0; first < jobs; first += chunk) {
-    const count = Math.min(chunk, jobs - first);
+async function addInChunks(queue, jobOptions, first, count, chunk) {
+  const end = first + count;
+  for (let start = first; start < end; start += chunk) {
     const batch = [];
-    for (let i = first; i < first + count; i++) {
+    for (let i = start; i < Math.min(start + chunk, end); i++) {
       batch.push({ name: JOB_NAME, data: payload(i), opts: jobOptions });
     }
     await queue.addBulk(batch);
@@ -59,37 +63,46 @@ class CompletionWatcher {
   }
 }
 
-const scenarios = {
-  async 'add-one'(queue, args) {
-    const add = makeAdd(queue, args.jobOptions);
-    await add(args.jobs); // warm-up: connection and script loading stay out of the timing
-    const started = performance.now();
-    for (let i = 0; i < args.jobs; i++) await add(i);
-    return { seconds: seconds(started) };
+/** The timed slices of a session: jobs `first .. first + count - 1`, as measure.py adds them. */
+const slices = {
+  async 'add-one'(queue, add, jobOptions, { first, count }) {
+    for (let i = first; i < first + count; i++) await add(i);
   },
 
-  async 'in-flight'(queue, args) {
-    const add = makeAdd(queue, args.jobOptions);
-    await add(args.jobs);
-    let next = 0;
+  async 'in-flight'(queue, add, jobOptions, { first, count, window }) {
+    let next = first;
+    const end = first + count;
     // `window` lanes, each starting its next add as soon as its previous one resolved.
     const lane = async () => {
-      while (next < args.jobs) await add(next++);
+      while (next < end) await add(next++);
     };
-    const started = performance.now();
-    await Promise.all(Array.from({ length: args.window }, lane));
-    return { seconds: seconds(started) };
+    await Promise.all(Array.from({ length: window }, lane));
   },
 
-  async bulk(queue, args) {
-    await makeAdd(queue, args.jobOptions)(args.jobs);
-    const started = performance.now();
-    await addInChunks(queue, args.jobOptions, args.jobs, args.chunk);
-    return { seconds: seconds(started) };
+  async bulk(queue, add, jobOptions, { first, count, chunk }) {
+    await addInChunks(queue, jobOptions, first, count, chunk);
+  },
+};
+
+const scenarios = {
+  async session(queue, args) {
+    const add = makeAdd(queue, args.jobOptions);
+    await add(args.warmUpIndex); // connection and script loading stay out of the timing
+    emit({ event: 'ready' });
+    for await (const line of createInterface({ input: process.stdin })) {
+      if (!line.trim()) continue;
+      const command = JSON.parse(line);
+      const slice = slices[command.op];
+      if (!slice) throw new Error(`unknown op ${command.op}`);
+      const started = performance.now();
+      await slice(queue, add, args.jobOptions, command);
+      emit({ event: 'slice', seconds: seconds(started) });
+    }
+    return {};
   },
 
   async preload(queue, args) {
-    await addInChunks(queue, args.jobOptions, args.jobs, args.chunk);
+    await addInChunks(queue, args.jobOptions, 0, args.jobs, args.chunk);
     return {};
   },
 
