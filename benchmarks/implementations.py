@@ -9,11 +9,12 @@ The suite (:mod:`benchmarks.suite`) talks to every implementation through
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from benchmarks import measure
 from benchmarks.common import REPO_ROOT, JobOptionsMode, LoopName, job_options
@@ -110,11 +111,19 @@ class PythonImplementation:
         finally:
             await producer.aclose()
 
-    @asynccontextmanager
-    async def open_adder(self, queue: str, warm_up_index: int) -> AsyncIterator[Adder]:
-        async with self._producer(queue) as producer:
-            await measure.warm_up(producer, warm_up_index)
-            yield _PythonAdder(producer)
+    def open_adder(self, queue: str, warm_up_index: int) -> AbstractAsyncContextManager[Adder]:
+        argv = [
+            sys.executable, "-m", "benchmarks.producer_proc",
+            "--side", self.key,
+            "--redis-url", self._settings.redis_url,
+            "--queue", queue,
+            "--warm-up-index", str(warm_up_index),
+            "--job-options", json.dumps(job_options(self._settings.job_options)),
+            "--loop", self._settings.loop,
+        ]
+        child = JsonLineProcess(argv, cwd=REPO_ROOT, env=python_env(),
+                                name=f"{self.key} producer")
+        return adder_session(child, self._settings.ready_timeout_s)
 
     async def preload(self, queue: str, jobs: int, chunk: int) -> None:
         async with self._producer(queue) as producer:
@@ -183,17 +192,38 @@ class PythonImplementation:
         return {"app": app, "stream": stream}
 
 
-class _PythonAdder:
-    """:class:`Adder` of a Python side: the shared timing code on its producer."""
 
-    def __init__(self, producer: Producer) -> None:
-        self._producer = producer
+class SessionAdder:
+    """:class:`Adder` of a producer subprocess in session mode (``producer.mjs session``,
+    :mod:`benchmarks.producer_proc`): each slice is one command on its stdin, timed by the
+    child itself."""
+
+    def __init__(self, child: JsonLineProcess) -> None:
+        self._child = child
+
+    async def _slice(self, command: dict[str, Any]) -> float:
+        await self._child.send(command)
+        reply = await self._child.expect_event("slice", worker_timeout(command["count"]))
+        return float(reply["seconds"])
 
     async def add_one(self, first: int, count: int) -> float:
-        return await measure.time_add_one(self._producer, first, count)
+        return await self._slice({"op": "add-one", "first": first, "count": count})
 
     async def add_in_flight(self, first: int, count: int, window: int) -> float:
-        return await measure.time_add_in_flight(self._producer, first, count, window)
+        return await self._slice(
+            {"op": "in-flight", "first": first, "count": count, "window": window}
+        )
 
     async def add_bulk(self, first: int, count: int, chunk: int) -> float:
-        return await measure.time_add_bulk(self._producer, first, count, chunk)
+        return await self._slice({"op": "bulk", "first": first, "count": count, "chunk": chunk})
+
+
+@asynccontextmanager
+async def adder_session(child: JsonLineProcess, ready_timeout_s: float) -> AsyncIterator[Adder]:
+    """Start ``child``, wait for its warm-up, hand out its adder; at the end close its
+    stdin and wait for its result (it is killed by pid if anything raised)."""
+    async with child:
+        await child.expect_event("ready", ready_timeout_s)
+        yield SessionAdder(child)
+        child.close_stdin()
+        await child.expect_event("result", ready_timeout_s)

@@ -5,7 +5,9 @@ to back, two sides adding 10,000 jobs each (1.5 s apiece) ran on different machi
 run's queuekit / Node ratio of *add one* swung from 0.85 to 1.5 with neither side
 changed, while both sides' rates moved together from 5,600 to 11,000 jobs/s between runs.
 
-So here every implementation keeps one producer open on a queue of its own, and the jobs
+So here every implementation keeps one producer open on a queue of its own, in a process
+of its own (two Python sides in one process ran differently: the heavier one's CPU history
+changed where the scheduler woke the other), and the jobs
 go in slices (:data:`SLICES`): the sides take turns slice by slice, in an order that
 rotates with every slice, and each side's rate is its jobs over the sum of its slices'
 times. Every side sees the same stretch of the machine's time, a few tens of
@@ -100,4 +102,5 @@ async def time_interleaved(
             total.costs.append(snapshot_delta(before, await redis.snapshot()))
             total.seconds += seconds
             total.slices.append(seconds)
+            log.debug("%s: jobs %d..%d in %.1f ms", key, first, first + count - 1, seconds * 1e3)
     return totals

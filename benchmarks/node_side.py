@@ -11,12 +11,11 @@ import json
 import logging
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 from benchmarks.common import NODE_DIR, job_options
-from benchmarks.implementations import Adder, Settings, worker_timeout
+from benchmarks.implementations import Adder, Settings, adder_session, worker_timeout
 from benchmarks.measure import WorkerReport
 from benchmarks.procs import JsonLineProcess
 
@@ -108,8 +107,7 @@ class NodeImplementation:
         async with self._process("producer.mjs", arguments, f"node producer {scenario}") as child:
             return await child.expect_event("result", worker_timeout(jobs))
 
-    @asynccontextmanager
-    async def open_adder(self, queue: str, warm_up_index: int) -> AsyncIterator[Adder]:
+    def open_adder(self, queue: str, warm_up_index: int) -> AbstractAsyncContextManager[Adder]:
         arguments = {
             "scenario": "session",
             "redisUrl": self._settings.redis_url,
@@ -117,11 +115,8 @@ class NodeImplementation:
             "warmUpIndex": warm_up_index,
             "jobOptions": job_options(self._settings.job_options),
         }
-        async with self._process("producer.mjs", arguments, "node producer session") as child:
-            await child.expect_event("ready", self._settings.ready_timeout_s)
-            yield _NodeAdder(child)
-            child.close_stdin()
-            await child.expect_event("result", self._settings.ready_timeout_s)
+        child = self._process("producer.mjs", arguments, "node producer session")
+        return adder_session(child, self._settings.ready_timeout_s)
 
     async def preload(self, queue: str, jobs: int, chunk: int) -> None:
         await self._produce("preload", queue, jobs, chunk=chunk)
@@ -160,26 +155,3 @@ class NodeImplementation:
             "stream": [float(value) for value in result["stream_latencies_ms"]],
         }
 
-
-class _NodeAdder:
-    """:class:`~benchmarks.implementations.Adder` of a Node producer session: each slice is
-    one command on its stdin, timed inside Node (``producer.mjs``)."""
-
-    def __init__(self, child: JsonLineProcess) -> None:
-        self._child = child
-
-    async def _slice(self, command: dict[str, Any]) -> float:
-        await self._child.send(command)
-        reply = await self._child.expect_event("slice", worker_timeout(command["count"]))
-        return float(reply["seconds"])
-
-    async def add_one(self, first: int, count: int) -> float:
-        return await self._slice({"op": "add-one", "first": first, "count": count})
-
-    async def add_in_flight(self, first: int, count: int, window: int) -> float:
-        return await self._slice(
-            {"op": "in-flight", "first": first, "count": count, "window": window}
-        )
-
-    async def add_bulk(self, first: int, count: int, chunk: int) -> float:
-        return await self._slice({"op": "bulk", "first": first, "count": count, "chunk": chunk})

@@ -213,7 +213,8 @@ def render(result: SuiteResult, env: Environment) -> str:
         "- Every measurement uses a fresh queue on the same Redis; its keys are deleted after.",
         "- *add one*: one `add` at a time, each awaited. *50 in flight*: 50 concurrent lanes, "
         "each awaiting its add before starting the next. *bulk*: `addBulk` / `add_jobs` in "
-        "chunks of 1,000. Each side keeps one producer open (after one warm-up add) and the "
+        "chunks of 1,000. Each side keeps one producer open in a process of its own (after "
+        "one warm-up add) and the "
         "sides take turns in slices (250 adds one at a time, 1,000 in flight, one bulk "
         "call), the first side changing with every slice; each slice is timed by its side "
         "and a side's rate is its jobs over the sum of its slices (so all sides share the "

@@ -4,10 +4,14 @@ and the Redis cost of each side's slices is summed without the suite's own INFO 
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from benchmarks.commandstats import RedisSnapshot, SuiteRedis, per_job_calls, redis_usec_per_job
 from benchmarks.interleave import SLICES, SliceSpec, slice_bounds, time_interleaved, turn_order
+from benchmarks.producer_proc import serve
 
 
 class FakeRedis:
@@ -102,3 +106,55 @@ async def test_a_failing_side_drops_out_and_the_others_finish() -> None:
     assert bad.added == list(range(20))
     assert totals["bad"].error == "ConnectionError: redis went away"
     assert totals["good"].error is None and len(totals["good"].slices) == 5
+
+
+class RecordingProducer:
+    events_key = "bull:q:events"
+
+    def __init__(self) -> None:
+        self.added: list[int] = []
+        self.bulks: list[tuple[int, int]] = []
+
+    async def add_one(self, index: int) -> str:
+        self.added.append(index)
+        return str(index)
+
+    async def add_bulk(self, first: int, count: int) -> None:
+        self.bulks.append((first, count))
+
+    async def wait_finished(self, job_id: str) -> None:
+        raise AssertionError("not used")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_producer_process_answers_each_command_with_its_slice(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    producer = RecordingProducer()
+    next_line = iter_lines(
+        '{"op": "add-one", "first": 0, "count": 3}\n',
+        "\n",
+        '{"op": "in-flight", "first": 3, "count": 4, "window": 2}\n',
+        '{"op": "bulk", "first": 7, "count": 5, "chunk": 2}\n',
+    )
+
+    assert await serve(producer, next_line) == 3
+    assert sorted(producer.added) == list(range(7))
+    assert producer.bulks == [(7, 2), (9, 2), (11, 1)]
+    replies = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [reply["event"] for reply in replies] == ["slice"] * 3
+    assert all(reply["seconds"] >= 0 for reply in replies)
+
+    with pytest.raises(ValueError, match="unknown op 'add-many'"):
+        await serve(producer, iter_lines('{"op": "add-many", "first": 0, "count": 1}\n'))
+
+
+def iter_lines(*texts: str) -> Callable[[], Awaitable[str]]:
+    pending = [*texts, ""]
+
+    async def next_line() -> str:
+        return pending.pop(0)
+
+    return next_line
