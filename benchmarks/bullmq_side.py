@@ -121,6 +121,9 @@ class BullmqWorkerSession:
     async def job_counts(self) -> JobCounts:
         return _job_counts(await self._counts_queue.getJobCounts(*_COUNT_TYPES))
 
+    async def set_paused(self, paused: bool) -> None:
+        await (self._counts_queue.pause() if paused else self._counts_queue.resume())
+
     async def aclose(self) -> None:
         if self._worker is not None:
             await self._worker.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -38,21 +38,16 @@ def worker_timeout(jobs: int) -> float:
     return 120.0 + jobs / 100.0
 
 
-class Adder(Protocol):
-    """A producer kept open on one queue, timing slices of adds (see
-    :mod:`benchmarks.interleave`). Each call adds jobs ``first .. first + count - 1`` and
-    returns the seconds it took; the warm-up add happened when it was opened."""
+class SliceSession(Protocol):
+    """A producer or a worker kept open on one queue in a child process of its side,
+    timing slices of work (see :mod:`benchmarks.interleave`)."""
 
-    async def add_one(self, first: int, count: int) -> float:
-        """One add at a time, each awaited."""
-        ...
+    result: dict[str, Any]
+    """The child's last message (its report), once the session is closed."""
 
-    async def add_in_flight(self, first: int, count: int, window: int) -> float:
-        """``window`` adds in flight."""
-        ...
-
-    async def add_bulk(self, first: int, count: int, chunk: int) -> float:
-        """Bulk calls of ``chunk`` jobs."""
+    async def run_slice(self, command: Mapping[str, Any]) -> float:
+        """Do ``command`` (``{"op", "first", "count", ...}``: jobs ``first .. first +
+        count - 1``); the seconds it took, as the child measured them."""
         ...
 
 
@@ -66,8 +61,18 @@ class Implementation(Protocol):
         """Versions worth reporting."""
         ...
 
-    def open_adder(self, queue: str, warm_up_index: int) -> AbstractAsyncContextManager[Adder]:
-        """An :class:`Adder` on ``queue``, warmed up with one add of job ``warm_up_index``."""
+    def open_adder(
+        self, queue: str, warm_up_index: int
+    ) -> AbstractAsyncContextManager[SliceSession]:
+        """A producer session on ``queue`` (ops ``add-one``, ``in-flight``, ``bulk``),
+        warmed up with one add of job ``warm_up_index``."""
+        ...
+
+    def open_worker(
+        self, queue: str, concurrency: int
+    ) -> AbstractAsyncContextManager[SliceSession]:
+        """A worker session on ``queue`` (op ``process``: add the jobs to the paused queue,
+        time from resuming it until they are done)."""
         ...
 
     async def preload(self, queue: str, jobs: int, chunk: int) -> None:
@@ -111,7 +116,9 @@ class PythonImplementation:
         finally:
             await producer.aclose()
 
-    def open_adder(self, queue: str, warm_up_index: int) -> AbstractAsyncContextManager[Adder]:
+    def open_adder(
+        self, queue: str, warm_up_index: int
+    ) -> AbstractAsyncContextManager[SliceSession]:
         argv = [
             sys.executable, "-m", "benchmarks.producer_proc",
             "--side", self.key,
@@ -123,7 +130,13 @@ class PythonImplementation:
         ]
         child = JsonLineProcess(argv, cwd=REPO_ROOT, env=python_env(),
                                 name=f"{self.key} producer")
-        return adder_session(child, self._settings.ready_timeout_s)
+        return child_session(child, self._settings.ready_timeout_s)
+
+    def open_worker(
+        self, queue: str, concurrency: int
+    ) -> AbstractAsyncContextManager[SliceSession]:
+        child = self._worker(queue, 0, concurrency, [], session=True)
+        return child_session(child, self._settings.ready_timeout_s)
 
     async def preload(self, queue: str, jobs: int, chunk: int) -> None:
         async with self._producer(queue) as producer:
@@ -141,7 +154,7 @@ class PythonImplementation:
 
     def _worker(
         self, queue: str, jobs: int, concurrency: int, rss_checkpoints: list[int],
-        delayed_remain: bool = False,
+        delayed_remain: bool = False, session: bool = False,
     ) -> JsonLineProcess:
         argv = [
             sys.executable,
@@ -162,6 +175,8 @@ class PythonImplementation:
             "--loop",
             self._settings.loop,
             *(["--delayed-remain"] if delayed_remain else []),
+            *(["--session", "--job-options", json.dumps(job_options(self._settings.job_options))]
+              if session else []),
         ]
         return JsonLineProcess(argv, cwd=REPO_ROOT, env=python_env(), name=f"{self.key} worker")
 
@@ -193,37 +208,31 @@ class PythonImplementation:
 
 
 
-class SessionAdder:
-    """:class:`Adder` of a producer subprocess in session mode (``producer.mjs session``,
-    :mod:`benchmarks.producer_proc`): each slice is one command on its stdin, timed by the
-    child itself."""
+class ChildSession:
+    """:class:`SliceSession` of a child in session mode (``producer.mjs session``,
+    ``worker.mjs`` with ``session``, :mod:`benchmarks.producer_proc`,
+    :mod:`benchmarks.worker_proc` ``--session``): each slice is one command on its
+    stdin, timed by the child itself."""
 
     def __init__(self, child: JsonLineProcess) -> None:
         self._child = child
+        self.result: dict[str, Any] = {}
 
-    async def _slice(self, command: dict[str, Any]) -> float:
-        await self._child.send(command)
-        reply = await self._child.expect_event("slice", worker_timeout(command["count"]))
+    async def run_slice(self, command: Mapping[str, Any]) -> float:
+        await self._child.send(dict(command))
+        reply = await self._child.expect_event("slice", worker_timeout(int(command["count"])))
         return float(reply["seconds"])
-
-    async def add_one(self, first: int, count: int) -> float:
-        return await self._slice({"op": "add-one", "first": first, "count": count})
-
-    async def add_in_flight(self, first: int, count: int, window: int) -> float:
-        return await self._slice(
-            {"op": "in-flight", "first": first, "count": count, "window": window}
-        )
-
-    async def add_bulk(self, first: int, count: int, chunk: int) -> float:
-        return await self._slice({"op": "bulk", "first": first, "count": count, "chunk": chunk})
 
 
 @asynccontextmanager
-async def adder_session(child: JsonLineProcess, ready_timeout_s: float) -> AsyncIterator[Adder]:
-    """Start ``child``, wait for its warm-up, hand out its adder; at the end close its
+async def child_session(
+    child: JsonLineProcess, ready_timeout_s: float
+) -> AsyncIterator[SliceSession]:
+    """Start ``child``, wait until it is ready, hand out its session; at the end close its
     stdin and wait for its result (it is killed by pid if anything raised)."""
     async with child:
         await child.expect_event("ready", ready_timeout_s)
-        yield SessionAdder(child)
+        session = ChildSession(child)
+        yield session
         child.close_stdin()
-        await child.expect_event("result", ready_timeout_s)
+        session.result = await child.expect_event("result", ready_timeout_s)

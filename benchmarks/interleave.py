@@ -1,54 +1,67 @@
-"""The producer scenarios, timed in interleaved slices.
+"""The throughput scenarios, timed in interleaved slices.
 
 This machine is shared, and its speed drifts from one second to the next. Measured back
 to back, two sides adding 10,000 jobs each (1.5 s apiece) ran on different machines: one
 run's queuekit / Node ratio of *add one* swung from 0.85 to 1.5 with neither side
 changed, while both sides' rates moved together from 5,600 to 11,000 jobs/s between runs.
 
-So here every implementation keeps one producer open on a queue of its own, in a process
-of its own (two Python sides in one process ran differently: the heavier one's CPU history
-changed where the scheduler woke the other), and the jobs
-go in slices (:data:`SLICES`): the sides take turns slice by slice, in an order that
+So here every implementation keeps one producer (or one worker) open on a queue of its
+own, in a process of its own (two Python sides in one process ran differently: the
+heavier one's CPU history changed where the scheduler woke the other), and the jobs go
+in slices (:data:`SLICES`): the sides take turns slice by slice, in an order that
 rotates with every slice, and each side's rate is its jobs over the sum of its slices'
 times. Every side sees the same stretch of the machine's time, a few tens of
 milliseconds at a time. Each slice is timed by the side itself (Node's inside Node), so
 taking turns costs no side any time; ``INFO commandstats`` is read around every slice
-and the deltas summed per side.
+and the deltas summed per side. A worker's slice: its jobs are added to its paused
+queue, and the clock runs from resuming the queue until they are all done.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from benchmarks.commandstats import RedisSnapshot, SuiteRedis, snapshot_delta, summed
-from benchmarks.implementations import Adder
+from benchmarks.implementations import SliceSession
 
 log = logging.getLogger(__name__)
 
 IN_FLIGHT_WINDOW: Final = 50
 BULK_CHUNK: Final = 1000
+HIGH_CONCURRENCY: Final = 50
 
 
 @dataclass(frozen=True)
 class SliceSpec:
-    """How one producer scenario is cut: ``size`` jobs a slice, added by ``add``."""
+    """How one scenario is cut: ``size`` jobs a slice, each slice one command ``op``
+    (with ``extra`` fields) to a producer session, or to a worker session of
+    ``concurrency`` when that is set."""
 
     size: int
-    add: Callable[[Adder, int, int], Awaitable[float]]
+    op: str
+    extra: Mapping[str, int] = field(default_factory=dict)
+    concurrency: int | None = None
+    prepare: str | None = None
+    """An untimed command sent before each slice, outside the Redis snapshots (a worker's
+    ``fill``: its slice's jobs are added to its paused queue)."""
+
+    def command(self, first: int, count: int) -> dict[str, Any]:
+        """The command of the slice of jobs ``first .. first + count - 1``."""
+        return {"op": self.op, "first": first, "count": count, **self.extra}
 
 
 SLICES: Final[Mapping[str, SliceSpec]] = {
     # 250 serial adds last 25-50 ms: long against a scheduler tick, short against drift.
-    "add_one": SliceSpec(250, lambda adder, first, count: adder.add_one(first, count)),
-    "add_in_flight": SliceSpec(
-        1000, lambda adder, first, count: adder.add_in_flight(first, count, IN_FLIGHT_WINDOW)
-    ),
-    "add_bulk": SliceSpec(
-        BULK_CHUNK, lambda adder, first, count: adder.add_bulk(first, count, BULK_CHUNK)
-    ),
+    "add_one": SliceSpec(250, "add-one"),
+    "add_in_flight": SliceSpec(1000, "in-flight", {"window": IN_FLIGHT_WINDOW}),
+    "add_bulk": SliceSpec(BULK_CHUNK, "bulk", {"chunk": BULK_CHUNK}),
+    # A worker's slice: the jobs wait in the paused queue; the clock runs from resuming it
+    # until they are done (the steady state; starting the worker stays out of it).
+    "process_c1": SliceSpec(1000, "process", concurrency=1, prepare="fill"),
+    "process_c50": SliceSpec(1000, "process", concurrency=HIGH_CONCURRENCY, prepare="fill"),
 }
 
 
@@ -79,21 +92,25 @@ def turn_order(keys: list[str], turn: int) -> list[str]:
 
 
 async def time_interleaved(
-    redis: SuiteRedis, adders: Mapping[str, Adder], jobs: int, spec: SliceSpec, run: int
+    redis: SuiteRedis, sessions: Mapping[str, SliceSession], jobs: int, spec: SliceSpec,
+    run: int,
 ) -> dict[str, SideTotal]:
-    """Add ``jobs`` jobs through every adder, slice by slice in turns.
+    """Put ``jobs`` jobs through every session, slice by slice in turns.
 
     A side whose slice raises is recorded with its error and left out of later turns;
     the others go on.
     """
-    totals = {key: SideTotal() for key in adders}
+    totals = {key: SideTotal() for key in sessions}
     for turn, (first, count) in enumerate(slice_bounds(jobs, spec.size)):
-        active = [key for key in adders if totals[key].error is None]
+        active = [key for key in sessions if totals[key].error is None]
         for key in turn_order(active, turn + run):
             total = totals[key]
-            before = await redis.snapshot()
             try:
-                seconds = await spec.add(adders[key], first, count)
+                if spec.prepare is not None:
+                    await sessions[key].run_slice({"op": spec.prepare, "first": first,
+                                                   "count": count})
+                before = await redis.snapshot()
+                seconds = await sessions[key].run_slice(spec.command(first, count))
             except Exception as err:  # one side failing must not cost the others
                 log.exception("%s failed in the slice of jobs %d..%d", key, first,
                               first + count - 1)

@@ -8,6 +8,7 @@ knows which library it measures: it only sees the primitives of :mod:`benchmarks
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,7 +18,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 
 from benchmarks.common import rss_bytes
-from benchmarks.sides import Producer, WorkerSession
+from benchmarks.sides import JobCounts, Producer, WorkerSession
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ _IDLE_POLL_S: Final = 0.001
 """Interval of the job-count poll that confirms the last jobs left ``active``."""
 _EVENT_BLOCK_MS: Final = 1000
 _COMPLETION_TIMEOUT_S: Final = 30.0
+_SESSION_CHUNK: Final = 1000
+"""Bulk calls of a worker session's untimed adds."""
 
 
 async def warm_up(producer: Producer, index: int) -> None:
@@ -173,6 +176,17 @@ class WorkerReport:
         )
 
 
+async def _drained(session: WorkerSession, *, delayed_remain: bool) -> JobCounts:
+    """Poll the counts until nothing waits or runs (or is delayed, unless
+    ``delayed_remain``); the last counts."""
+    while True:
+        counts = await session.job_counts()
+        left = counts.waiting + counts.active if delayed_remain else counts.pending
+        if left == 0:
+            return counts
+        await asyncio.sleep(_IDLE_POLL_S)
+
+
 async def run_worker(
     session: WorkerSession,
     *,
@@ -206,12 +220,7 @@ async def run_worker(
     on_ready()
     if expect:
         await all_seen.wait()
-        while True:
-            counts = await session.job_counts()
-            left = counts.waiting + counts.active if delayed_remain else counts.pending
-            if left == 0:
-                break
-            await asyncio.sleep(_IDLE_POLL_S)
+        counts = await _drained(session, delayed_remain=delayed_remain)
         report.elapsed_s = time.perf_counter() - started
         report.failed = counts.failed
     else:
@@ -221,4 +230,56 @@ async def run_worker(
     await session.aclose()
     report.close_s = time.perf_counter() - closing
     log.info("worker processed %d jobs (%d failed)", report.processed, report.failed)
+    return report
+
+
+async def serve_worker_slices(
+    session: WorkerSession,
+    producer: Producer,
+    *,
+    concurrency: int,
+    lines: Callable[[], Awaitable[str]],
+    emit: Callable[[dict[str, Any]], None],
+) -> WorkerReport:
+    """The worker's side of :mod:`benchmarks.interleave`. The queue is paused before the
+    worker starts; ``{"op": "fill", "first", "count"}`` adds those jobs to the paused
+    queue, ``{"op": "process", "count"}`` resumes it, waits until ``count`` more jobs are
+    done (the processor saw them and the counts show nothing waiting or running) and
+    pauses it again. Each is answered with ``{"event": "slice", "seconds": ...}``; a
+    process's seconds run from resuming to done."""
+    report = WorkerReport(processed=0, rss_start=rss_bytes())
+    target = 0
+    all_seen = asyncio.Event()
+
+    def on_processed() -> None:
+        report.processed += 1
+        if report.processed >= target:
+            all_seen.set()
+
+    await session.set_paused(True)
+    await session.start(concurrency, on_processed)
+    emit({"event": "ready"})
+    while line := await lines():
+        if not line.strip():
+            continue
+        command = json.loads(line)
+        started = time.perf_counter()
+        if command.get("op") == "fill":
+            await add_in_chunks(producer, command["first"], command["count"], _SESSION_CHUNK)
+        elif command.get("op") == "process":
+            target = report.processed + command["count"]
+            all_seen.clear()
+            await session.set_paused(False)
+            await all_seen.wait()
+            report.failed = (await _drained(session, delayed_remain=False)).failed
+        else:
+            raise ValueError(f"unknown op {command.get('op')!r}")
+        seconds = time.perf_counter() - started
+        if command["op"] == "process":
+            await session.set_paused(True)
+        emit({"event": "slice", "seconds": seconds})
+    report.rss_end = rss_bytes()
+    closing = time.perf_counter()
+    await session.aclose()
+    report.close_s = time.perf_counter() - closing
     return report

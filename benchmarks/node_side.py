@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 from benchmarks.common import NODE_DIR, job_options
-from benchmarks.implementations import Adder, Settings, adder_session, worker_timeout
+from benchmarks.implementations import Settings, SliceSession, child_session, worker_timeout
 from benchmarks.measure import WorkerReport
 from benchmarks.procs import JsonLineProcess
 
@@ -107,7 +107,9 @@ class NodeImplementation:
         async with self._process("producer.mjs", arguments, f"node producer {scenario}") as child:
             return await child.expect_event("result", worker_timeout(jobs))
 
-    def open_adder(self, queue: str, warm_up_index: int) -> AbstractAsyncContextManager[Adder]:
+    def open_adder(
+        self, queue: str, warm_up_index: int
+    ) -> AbstractAsyncContextManager[SliceSession]:
         arguments = {
             "scenario": "session",
             "redisUrl": self._settings.redis_url,
@@ -116,7 +118,22 @@ class NodeImplementation:
             "jobOptions": job_options(self._settings.job_options),
         }
         child = self._process("producer.mjs", arguments, "node producer session")
-        return adder_session(child, self._settings.ready_timeout_s)
+        return child_session(child, self._settings.ready_timeout_s)
+
+    def open_worker(
+        self, queue: str, concurrency: int
+    ) -> AbstractAsyncContextManager[SliceSession]:
+        arguments = {
+            "redisUrl": self._settings.redis_url,
+            "queue": queue,
+            "concurrency": concurrency,
+            "expect": 0,
+            "rssAt": [],
+            "session": True,
+            "jobOptions": job_options(self._settings.job_options),
+        }
+        child = self._process("worker.mjs", arguments, "node worker session")
+        return child_session(child, self._settings.ready_timeout_s)
 
     async def preload(self, queue: str, jobs: int, chunk: int) -> None:
         await self._produce("preload", queue, jobs, chunk=chunk)

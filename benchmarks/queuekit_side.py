@@ -136,6 +136,10 @@ class QueuekitWorkerSession:
             failed=counts.get("failed", 0),
         )
 
+    async def set_paused(self, paused: bool) -> None:
+        service, queue = self._service.service, self._service.queue
+        await (service.pause(queue) if paused else service.resume(queue))
+
     async def aclose(self) -> None:
         await self._service.close()
 

@@ -219,10 +219,13 @@ def render(result: SuiteResult, env: Environment) -> str:
         "call), the first side changing with every slice; each slice is timed by its side "
         "and a side's rate is its jobs over the sum of its slices (so all sides share the "
         "same stretch of a shared machine's time).",
-        "- *process c=1 / c=50*: the jobs are added first; a worker with a no-op processor "
-        "starts in a process of its own (Python: a subprocess per measurement, "
-        f"{env.loop} loop); the clock runs from constructing the worker until the queue's "
-        "counts show nothing waiting, active or delayed.",
+        "- *process c=1 / c=50*: each side's worker (a no-op processor) runs in a process "
+        f"of its own (Python: {env.loop} loop) on a queue paused before it started; the "
+        "sides take turns in slices of 1,000 jobs, the same way: the slice's jobs are "
+        "added to the paused queue (untimed), and the clock runs from resuming the queue "
+        "until the queue's counts show nothing waiting or running, when it is paused "
+        "again. Starting the worker is outside the clock. *scheduler-fed*: measured on "
+        "its own, from constructing the worker (so it includes the start).",
         f"- *add→done*: {opts.latency_samples:,} jobs added one at a time while a worker "
         "(concurrency 1, own process) runs; wall clock from calling `add` until the "
         "application's own wait returns: `wait_for_job` for queuekit, "
@@ -256,7 +259,7 @@ def render(result: SuiteResult, env: Environment) -> str:
         "",
         "## Worker shutdown",
         "",
-        "Time the worker's graceful close took once its jobs were done (not part of the "
+        "Time the worker's graceful close took after its last slice (not part of the "
         "throughput above; median over the runs).",
         "",
         *close_table(result),
@@ -268,9 +271,9 @@ def render(result: SuiteResult, env: Environment) -> str:
         per_run = per_run_table(result)
         if per_run:
             out += ["## queuekit / Node BullMQ in each run", "",
-                    "Each run's own ratio (the same Redis; the producer columns in turns "
-                    "of slices, the others back to back); above 1 is ahead for jobs/s, "
-                    "below 1 for the latencies.", "",
+                    "Each run's own ratio (the same Redis; the throughput columns in "
+                    "turns of slices, the latencies back to back); above 1 is ahead for "
+                    "jobs/s, below 1 for the latencies.", "",
                     *per_run, ""]
     return "\n".join(out)
 

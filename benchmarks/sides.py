@@ -72,6 +72,11 @@ class WorkerSession(Protocol):
         """The queue's counts, through the implementation's own API."""
         ...
 
+    async def set_paused(self, paused: bool) -> None:
+        """Pause or resume the queue (BullMQ's ``pause`` / ``resume``) through the
+        implementation's own API."""
+        ...
+
     async def aclose(self) -> None:
         """Close the worker (waiting for running jobs) and its connections."""
         ...

@@ -26,14 +26,14 @@ from benchmarks.commandstats import (
     snapshot_delta,
 )
 from benchmarks.common import percentile
-from benchmarks.implementations import Adder, Implementation
-from benchmarks.interleave import BULK_CHUNK, SLICES, time_interleaved
+from benchmarks.implementations import Implementation, SliceSession
+from benchmarks.interleave import BULK_CHUNK, HIGH_CONCURRENCY, SLICES, time_interleaved
+from benchmarks.measure import WorkerReport
 from benchmarks.processes import PROCESS_COUNTS, supervised_rate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-HIGH_CONCURRENCY: Final = 50
 RSS_CONCURRENCY: Final = 50
 LATENCY_WARMUP: Final = 20
 
@@ -137,7 +137,7 @@ class Suite:
                     self._options.runs,
                     ", ".join(impl.key for impl in order),
                 )
-                for scenario in self._producer_scenarios():
+                for scenario in self._sliced_scenarios():
                     await self._interleaved(order, scenario, run)
                 for scenario, measure in self._scenarios(run):
                     for impl in order:
@@ -149,8 +149,6 @@ class Suite:
 
     def _scenarios(self, run: int) -> list[tuple[str, _Scenario]]:
         scenarios: list[tuple[str, _Scenario]] = [
-            ("process_c1", self._process_c1),
-            ("process_c50", self._process_c50),
             ("process_scheduled", self._process_scheduled),
             ("latency", self._latency),
             ("processes", self._processes),
@@ -160,7 +158,7 @@ class Suite:
             scenarios.append(("rss", self._rss))
         return [(name, measure) for name, measure in scenarios if name in self._options.scenarios]
 
-    def _producer_scenarios(self) -> list[str]:
+    def _sliced_scenarios(self) -> list[str]:
         return [name for name in SLICES if name in self._options.scenarios]
 
     @staticmethod
@@ -168,22 +166,22 @@ class Suite:
         return f"bench-{impl.key}-{scenario.replace('_', '-')}-r{run + 1}-{secrets.token_hex(3)}"
 
     async def _interleaved(self, order: list[Implementation], scenario: str, run: int) -> None:
-        """One producer scenario for every implementation at once, in slices."""
-        jobs = self._options.jobs
+        """One throughput scenario for every implementation at once, in slices."""
+        jobs, spec = self._options.jobs, SLICES[scenario]
         queues = {impl.key: self._queue_name(impl, scenario, run) for impl in order}
+        sessions: dict[str, SliceSession] = {}
         try:
             async with AsyncExitStack() as stack:
-                adders: dict[str, Adder] = {}
                 for impl in order:
                     try:
-                        # The warm-up add takes job index `jobs`, past the timed ones.
-                        adders[impl.key] = await stack.enter_async_context(
-                            impl.open_adder(queues[impl.key], jobs))
+                        # A producer's warm-up add takes job index `jobs`, past the timed ones.
+                        opened = (impl.open_adder(queues[impl.key], jobs)
+                                  if spec.concurrency is None
+                                  else impl.open_worker(queues[impl.key], spec.concurrency))
+                        sessions[impl.key] = await stack.enter_async_context(opened)
                     except Exception as err:
-                        log.exception("%s %s: no producer", impl.key, scenario)
-                        self._results[impl.key].errors[scenario] = \
-                            f"{type(err).__name__}: {err}"[:300]
-                totals = await time_interleaved(self._redis, adders, jobs, SLICES[scenario], run)
+                        self._failed(impl.key, scenario, err)
+                totals = await time_interleaved(self._redis, sessions, jobs, spec, run)
             for key, total in totals.items():
                 result = self._results[key]
                 if total.error is not None:
@@ -191,14 +189,26 @@ class Suite:
                     continue
                 result.add_cost(scenario, total.cost, jobs)
                 self._rate(result, scenario, total.seconds)
-        except Exception as err:  # closing a producer failed: the scenario is lost for all
-            log.exception("%s failed", scenario)
+                if spec.concurrency is not None:
+                    self._worker_closed(result, scenario, sessions[key].result)
+        except Exception as err:  # closing a session failed: the scenario is lost for all
             for impl in order:
-                self._results[impl.key].errors.setdefault(
-                    scenario, f"{type(err).__name__}: {err}"[:300])
+                self._failed(impl.key, scenario, err)
         finally:
             for queue in queues.values():
                 await self._redis.delete_queue(queue)
+
+    def _failed(self, key: str, scenario: str, err: Exception) -> None:
+        log.error("%s %s failed", key, scenario, exc_info=err)
+        self._results[key].errors.setdefault(scenario, f"{type(err).__name__}: {err}"[:300])
+
+    @staticmethod
+    def _worker_closed(result: ImplResult, scenario: str, report: dict[str, object]) -> None:
+        worker = WorkerReport.from_json(report)
+        if worker.failed:
+            result.errors[scenario] = f"{worker.failed} jobs failed"
+        result.add(f"{scenario}_close_s", worker.close_s)
+        log.debug("%-9s %-14s worker closed in %.2f s", result.key, scenario, worker.close_s)
 
     async def _measure(
         self,
@@ -229,29 +239,6 @@ class Suite:
         rate = self._options.jobs / seconds
         result.add(metric, rate)
         log.info("%-9s %-14s %9.0f jobs/s", result.key, metric, rate)
-
-    async def _process(
-        self, impl: Implementation, queue: str, result: ImplResult, concurrency: int, metric: str
-    ) -> None:
-        jobs = self._options.jobs
-        await impl.preload(queue, jobs, BULK_CHUNK)
-
-        report = await self._counted(
-            result, metric, jobs, impl.run_worker_process(queue, jobs, concurrency, [])
-        )
-        if report.elapsed_s is None or report.processed < jobs or report.failed:
-            raise RuntimeError(
-                f"worker processed {report.processed}/{jobs} jobs, {report.failed} failed"
-            )
-        self._rate(result, metric, report.elapsed_s)
-        result.add(f"{metric}_close_s", report.close_s)
-        log.debug("%-9s %-14s worker closed in %.2f s", impl.key, metric, report.close_s)
-
-    async def _process_c1(self, impl: Implementation, queue: str, result: ImplResult) -> None:
-        await self._process(impl, queue, result, 1, "process_c1")
-
-    async def _process_c50(self, impl: Implementation, queue: str, result: ImplResult) -> None:
-        await self._process(impl, queue, result, HIGH_CONCURRENCY, "process_c50")
 
     async def _process_scheduled(
         self, impl: Implementation, queue: str, result: ImplResult

@@ -4,7 +4,9 @@ Each worker measurement runs in its own process so that workers never share CPU 
 memory or an event loop with the producer. The process speaks JSON lines on stdout:
 ``{"event": "ready"}`` once the worker is started, then one ``{"event": "result", ...}``
 (see :class:`benchmarks.measure.WorkerReport`). Logging goes to stderr. With
-``--expect 0`` it runs until its stdin is closed (the latency scenario).
+``--expect 0`` it runs until its stdin is closed (the latency scenario). With
+``--session`` it processes slices of jobs it is told to add, one command per stdin line
+(:func:`benchmarks.measure.serve_worker_slices`, for :mod:`benchmarks.interleave`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from typing import Any, get_args
 
 from benchmarks.common import LoopName, run_async
-from benchmarks.measure import WorkerReport, run_worker
+from benchmarks.measure import WorkerReport, run_worker, serve_worker_slices
 from benchmarks.sides import load_side, python_side_keys
 
 log = logging.getLogger("benchmarks.worker_proc")
@@ -46,12 +48,26 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--delayed-remain", action="store_true",
                         help="done once nothing waits or runs (job schedulers leave their "
                              "next runs delayed)")
+    parser.add_argument("--session", action="store_true",
+                        help="process the slices of jobs commanded on stdin")
+    parser.add_argument("--job-options", default="{}",
+                        help="BullMQ job options of the jobs a session adds (JSON)")
     return parser.parse_args(argv)
 
 
 async def _main(args: argparse.Namespace) -> WorkerReport:
     side = load_side(args.side)
     session = await side.open_worker(args.redis_url, args.queue)
+    if args.session:
+        producer = await side.open_producer(args.redis_url, args.queue,
+                                            json.loads(args.job_options))
+        try:
+            # stdin is read between slices only, never while one is timed.
+            return await serve_worker_slices(
+                session, producer, concurrency=args.concurrency, emit=_emit,
+                lines=lambda: asyncio.to_thread(sys.stdin.readline))
+        finally:
+            await producer.aclose()
     checkpoints = frozenset(int(n) for n in args.rss_at.split(",") if n)
     return await run_worker(
         session,

@@ -8,6 +8,18 @@ export function payload(index) {
   return { userId: `user-${index}`, accountId: `acct-${index}`, syncType: 'incremental' };
 }
 
+/** Add jobs `first .. first + count - 1` to `queue` in addBulk calls of `chunk` jobs. */
+export async function addInChunks(queue, jobOptions, first, count, chunk) {
+  const end = first + count;
+  for (let start = first; start < end; start += chunk) {
+    const batch = [];
+    for (let i = start; i < Math.min(start + chunk, end); i++) {
+      batch.push({ name: JOB_NAME, data: payload(i), opts: jobOptions });
+    }
+    await queue.addBulk(batch);
+  }
+}
+
 /** BullMQ connection options for a redis:// URL (BullMQ creates its own ioredis clients). */
 export function connectionFrom(redisUrl) {
   const url = new URL(redisUrl);

@@ -7,23 +7,14 @@
 import { createInterface } from 'node:readline';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
-import { JOB_NAME, connectionFrom, emit, parseArgs, payload, runMain, seconds } from './common.mjs';
+import {
+  JOB_NAME, addInChunks, connectionFrom, emit, parseArgs, payload, runMain, seconds,
+} from './common.mjs';
 
 const COMPLETION_TIMEOUT_MS = 30000;
 
 function makeAdd(queue, jobOptions) {
   return (index) => queue.add(JOB_NAME, payload(index), jobOptions);
-}
-
-async function addInChunks(queue, jobOptions, first, count, chunk) {
-  const end = first + count;
-  for (let start = first; start < end; start += chunk) {
-    const batch = [];
-    for (let i = start; i < Math.min(start + chunk, end); i++) {
-      batch.push({ name: JOB_NAME, data: payload(i), opts: jobOptions });
-    }
-    await queue.addBulk(batch);
-  }
 }
 
 /** Waits for `completed` events of the queue's BullMQ event stream, as the Python watcher. */

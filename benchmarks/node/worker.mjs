@@ -1,9 +1,15 @@
 // Worker of the Node BullMQ side, one process per measurement.
-// Argument (JSON): {redisUrl, queue, concurrency, expect, rssAt}. With expect = 0 it runs
-// until its stdin is closed. Prints {"event": "ready"}, then {"event": "result", ...} with
-// the keys of benchmarks.measure.WorkerReport.
+// Argument (JSON): {redisUrl, queue, concurrency, expect, rssAt, session, jobOptions}. With
+// expect = 0 it runs until its stdin is closed. Prints {"event": "ready"}, then
+// {"event": "result", ...} with the keys of benchmarks.measure.WorkerReport.
+// With session = true (benchmarks/interleave.py) the queue is paused before the worker
+// starts; a stdin line {"op": "fill", first, count} adds those jobs to the paused queue,
+// {"op": "process", count} resumes it, waits until count more jobs are done and pauses it
+// again; each is answered with {"event": "slice", "seconds": ...} (a process's: from
+// resuming to done), as benchmarks.measure.serve_worker_slices does for the Python sides.
+import { createInterface } from 'node:readline';
 import { Queue, Worker } from 'bullmq';
-import { connectionFrom, emit, parseArgs, runMain, seconds, sleep } from './common.mjs';
+import { addInChunks, connectionFrom, emit, parseArgs, runMain, seconds, sleep } from './common.mjs';
 
 const IDLE_POLL_MS = 1;
 
@@ -26,28 +32,54 @@ await runMain(async () => {
     rss_start: process.memoryUsage.rss(), rss_at: {}, rss_end: 0,
   };
   let allSeen;
-  const allSeenPromise = new Promise((resolve) => { allSeen = resolve; });
+  let allSeenPromise = new Promise((resolve) => { allSeen = resolve; });
+  let target = args.expect;
+  if (args.session) await countsQueue.pause();
+
+  const drained = async () => {
+    let counts;
+    for (;;) {
+      counts = await countsQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed');
+      if (counts.waiting + counts.active + counts.delayed + counts.prioritized === 0) return counts;
+      await sleep(IDLE_POLL_MS);
+    }
+  };
 
   // The clock starts just before the worker exists, as in benchmarks.measure.run_worker.
   const started = performance.now();
   const worker = new Worker(args.queue, async () => {
     report.processed += 1;
     if (checkpoints.has(report.processed)) report.rss_at[report.processed] = process.memoryUsage.rss();
-    if (args.expect && report.processed >= args.expect) allSeen();
+    if (target && report.processed >= target) allSeen();
     return { success: true };
   }, { connection, concurrency: args.concurrency });
   worker.on('error', (err) => process.stderr.write(`worker error: ${err}\n`));
   await worker.waitUntilReady();
   emit({ event: 'ready' });
 
-  if (args.expect) {
-    await allSeenPromise;
-    let counts;
-    for (;;) {
-      counts = await countsQueue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed');
-      if (counts.waiting + counts.active + counts.delayed + counts.prioritized === 0) break;
-      await sleep(IDLE_POLL_MS);
+  if (args.session) {
+    for await (const line of createInterface({ input: process.stdin })) {
+      if (!line.trim()) continue;
+      const { op, first, count } = JSON.parse(line);
+      const started = performance.now();
+      if (op === 'fill') {
+        await addInChunks(countsQueue, args.jobOptions, first, count, 1000); // paused: untouched
+      } else if (op === 'process') {
+        target = report.processed + count;
+        allSeenPromise = new Promise((resolve) => { allSeen = resolve; });
+        await countsQueue.resume();
+        await allSeenPromise;
+        report.failed = (await drained()).failed;
+      } else {
+        throw new Error(`unknown op ${op}`);
+      }
+      const took = seconds(started);
+      if (op === 'process') await countsQueue.pause();
+      emit({ event: 'slice', seconds: took });
     }
+  } else if (args.expect) {
+    await allSeenPromise;
+    const counts = await drained();
     report.elapsed_s = seconds(started);
     report.failed = counts.failed;
   } else {

@@ -5,13 +5,16 @@ and the Redis cost of each side's slices is summed without the suite's own INFO 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import pytest
 
 from benchmarks.commandstats import RedisSnapshot, SuiteRedis, per_job_calls, redis_usec_per_job
 from benchmarks.interleave import SLICES, SliceSpec, slice_bounds, time_interleaved, turn_order
+from benchmarks.measure import serve_worker_slices
 from benchmarks.producer_proc import serve
+from benchmarks.sides import JobCounts
 
 
 class FakeRedis:
@@ -28,33 +31,28 @@ class FakeRedis:
         return RedisSnapshot(calls=dict(self.calls), usec=dict(self.usec), cpu_s=self.cpu_s)
 
 
-class FakeAdder:
+class FakeSession:
+    """A side's session: records the slices it was given, costs Redis what it adds."""
+
     def __init__(self, name: str, log: list[tuple[str, int, int]], redis: FakeRedis,
                  seconds_per_job: float, fail_at: int | None = None) -> None:
         self.name, self.log, self.redis = name, log, redis
         self.seconds_per_job, self.fail_at = seconds_per_job, fail_at
         self.added: list[int] = []
+        self.commands: list[Mapping[str, Any]] = []
+        self.result: dict[str, Any] = {}
 
-    def _add(self, first: int, count: int) -> float:
+    async def run_slice(self, command: Mapping[str, Any]) -> float:
+        first, count = int(command["first"]), int(command["count"])
         if self.fail_at is not None and first >= self.fail_at:
             raise ConnectionError("redis went away")
+        self.commands.append(command)
         self.log.append((self.name, first, count))
         self.added.extend(range(first, first + count))
         self.redis.calls["evalsha"] += count
         self.redis.usec["evalsha"] += 3 * count
         self.redis.cpu_s += 1e-5 * count
         return self.seconds_per_job * count
-
-    async def add_one(self, first: int, count: int) -> float:
-        return self._add(first, count)
-
-    async def add_in_flight(self, first: int, count: int, window: int) -> float:
-        assert window == 50
-        return self._add(first, count)
-
-    async def add_bulk(self, first: int, count: int, chunk: int) -> float:
-        assert count <= chunk
-        return self._add(first, count)
 
 
 def as_suite_redis(redis: FakeRedis) -> SuiteRedis:
@@ -68,12 +66,13 @@ def test_slices_cover_every_job_once() -> None:
     assert turn_order([], 3) == []
 
 
-@pytest.mark.parametrize("scenario", sorted(SLICES))
+@pytest.mark.parametrize(
+    "scenario", sorted(name for name, spec in SLICES.items() if spec.prepare is None))
 async def test_sides_take_turns_and_add_every_job(scenario: str) -> None:
     redis = FakeRedis()
     log: list[tuple[str, int, int]] = []
-    fast = FakeAdder("fast", log, redis, 1e-4)
-    slow = FakeAdder("slow", log, redis, 2e-4)
+    fast = FakeSession("fast", log, redis, 1e-4)
+    slow = FakeSession("slow", log, redis, 2e-4)
     spec = SLICES[scenario]
     jobs = spec.size * 3 + 1
 
@@ -81,6 +80,8 @@ async def test_sides_take_turns_and_add_every_job(scenario: str) -> None:
                                     jobs, spec, run=0)
 
     assert fast.added == list(range(jobs)) and slow.added == list(range(jobs))
+    assert {command["op"] for command in fast.commands} == {spec.op}
+    assert all(command.items() >= spec.extra.items() for command in fast.commands)
     # Turn by turn both sides add the same slice, and who goes first alternates.
     assert [name for name, _, _ in log] == ["fast", "slow", "slow", "fast"] * 2
     assert totals["fast"].seconds == pytest.approx(1e-4 * jobs)
@@ -95,9 +96,9 @@ async def test_sides_take_turns_and_add_every_job(scenario: str) -> None:
 async def test_a_failing_side_drops_out_and_the_others_finish() -> None:
     redis = FakeRedis()
     log: list[tuple[str, int, int]] = []
-    spec = SliceSpec(10, lambda adder, first, count: adder.add_one(first, count))
-    good = FakeAdder("good", log, redis, 1e-4)
-    bad = FakeAdder("bad", log, redis, 1e-4, fail_at=20)
+    spec = SliceSpec(10, "add-one")
+    good = FakeSession("good", log, redis, 1e-4)
+    bad = FakeSession("bad", log, redis, 1e-4, fail_at=20)
 
     totals = await time_interleaved(as_suite_redis(redis), {"good": good, "bad": bad},
                                     50, spec, run=1)
@@ -158,3 +159,78 @@ def iter_lines(*texts: str) -> Callable[[], Awaitable[str]]:
         return pending.pop(0)
 
     return next_line
+
+
+async def test_a_workers_fill_goes_before_its_slice_and_outside_its_cost() -> None:
+    redis = FakeRedis()
+    log: list[tuple[str, int, int]] = []
+    worker = FakeSession("worker", log, redis, 1e-4)
+    spec = SLICES["process_c1"]
+
+    totals = await time_interleaved(as_suite_redis(redis), {"worker": worker}, 2500, spec,
+                                    run=0)
+
+    ops = [(command["op"], command["first"], command["count"]) for command in worker.commands]
+    assert ops == [("fill", 0, 1000), ("process", 0, 1000), ("fill", 1000, 1000),
+                   ("process", 1000, 1000), ("fill", 2000, 500), ("process", 2000, 500)]
+    # Only the process commands are timed and counted (the fake costs Redis either way).
+    assert totals["worker"].seconds == pytest.approx(1e-4 * 2500)
+    assert per_job_calls(totals["worker"].cost, 2500) == {"evalsha": 1.0}
+
+
+class FakeWorkerSession:
+    """Processes the producer's jobs only while the queue is not paused."""
+
+    def __init__(self, producer: RecordingProducer) -> None:
+        self.producer = producer
+        self.paused_log: list[bool] = []
+        self.on_processed: Callable[[], None] | None = None
+        self.done = 0
+
+    async def start(self, concurrency: int, on_processed: Callable[[], None]) -> None:
+        assert self.paused_log == [True], "the queue is paused before the worker starts"
+        self.on_processed = on_processed
+
+    async def set_paused(self, paused: bool) -> None:
+        self.paused_log.append(paused)
+        if not paused:
+            assert self.on_processed is not None
+            for _ in range(sum(count for _, count in self.producer.bulks) - self.done):
+                self.done += 1
+                self.on_processed()
+
+    async def job_counts(self) -> JobCounts:
+        waiting = sum(count for _, count in self.producer.bulks) - self.done
+        return JobCounts(waiting=waiting, active=0, delayed=0, failed=0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_worker_process_fills_while_paused_and_times_only_processing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    producer = RecordingProducer()
+    session = FakeWorkerSession(producer)
+    lines = iter_lines(
+        '{"op": "fill", "first": 0, "count": 3}\n',
+        '{"op": "process", "first": 0, "count": 3}\n',
+        '{"op": "fill", "first": 3, "count": 2}\n',
+        '{"op": "process", "first": 3, "count": 2}\n',
+    )
+    replies: list[dict[str, Any]] = []
+
+    report = await serve_worker_slices(session, producer, concurrency=1, lines=lines,
+                                       emit=replies.append)
+
+    assert producer.bulks == [(0, 3), (3, 2)]
+    assert report.processed == 5 and session.done == 5
+    # Paused at start, then resumed for each process and paused again after it.
+    assert session.paused_log == [True, False, True, False, True]
+    assert [reply["event"] for reply in replies] == ["ready"] + ["slice"] * 4
+    capsys.readouterr()
+
+    with pytest.raises(ValueError, match="unknown op 'drain'"):
+        await serve_worker_slices(FakeWorkerSession(producer), producer, concurrency=1,
+                                  lines=iter_lines('{"op": "drain", "count": 1}\n'),
+                                  emit=replies.append)
