@@ -24,14 +24,18 @@ await runMain(async () => {
       await job.updateProgress(args.progress ?? 100);
       return { success: true, message: `processed by node bullmq on ${job.queueName}`,
                data: { queue: job.queueName, jobId: job.id } };
-    }, { connection: connection(args), prefix: prefixOf(args, name), drainDelay: 5 });
+    }, { connection: connection(args), prefix: prefixOf(args, name), drainDelay: 5, autorun: false });
     worker.on('completed', () => { completed += 1; if (completed >= args.expect) finish(); });
     worker.on('error', (err) => emit({ event: 'error', message: String(err?.stack ?? err) }));
     return worker;
   });
   await Promise.all(workers.map((w) => w.waitUntilReady()));
+  // "ready" before the first job: a job already due (a scheduler's run) must not be
+  // reported ahead of it, so the workers start only now.
   emit({ event: 'ready' });
+  const running = workers.map((w) => w.run());
   await finished;
   await Promise.all(workers.map((w) => w.close()));
+  await Promise.all(running);
   emit({ event: 'done', completed });
 });
