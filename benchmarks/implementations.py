@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from benchmarks import measure
 from benchmarks.common import REPO_ROOT, JobOptionsMode, LoopName, job_options
-from benchmarks.measure import CompletionWatcher, WorkerReport
+from benchmarks.measure import WorkerReport
 from benchmarks.procs import JsonLineProcess, python_env
 from benchmarks.sides import Producer, PythonSide
 
@@ -44,6 +44,8 @@ class SliceSession(Protocol):
 
     result: dict[str, Any]
     """The child's last message (its report), once the session is closed."""
+    last_reply: dict[str, Any]
+    """The answer to the latest slice (a latency slice's ``latencies_ms``)."""
 
     async def run_slice(self, command: Mapping[str, Any]) -> float:
         """Do ``command`` (``{"op", "first", "count", ...}``: jobs ``first .. first +
@@ -87,10 +89,9 @@ class Implementation(Protocol):
         ``delayed_remain``, delayed jobs may be left: job schedulers' next runs)."""
         ...
 
-    async def latencies(self, queue: str, samples: int, warmup: int) -> dict[str, list[float]]:
-        """Add-to-completed latencies (ms) of jobs added one at a time, a worker running:
-        ``app`` through the library's own wait, ``stream`` through the shared reader of
-        the events stream (the same for every implementation)."""
+    def running_worker(self, queue: str) -> AbstractAsyncContextManager[None]:
+        """A worker at concurrency 1 on ``queue`` in a process of its own, running while
+        the block runs (for the latency slices of a producer session)."""
         ...
 
 
@@ -190,22 +191,8 @@ class PythonImplementation:
             result = await worker.expect_event("result", worker_timeout(jobs))
         return WorkerReport.from_json(result)
 
-    async def latencies(self, queue: str, samples: int, warmup: int) -> dict[str, list[float]]:
-        async with self._worker(queue, 0, 1, []) as worker, self._producer(queue) as producer:
-            await worker.expect_event("ready", self._settings.ready_timeout_s)
-            app = await measure.sample_latencies(producer, producer.wait_finished, samples,
-                                                 warmup)
-            watcher = CompletionWatcher(self._settings.redis_url, producer.events_key)
-            try:
-                await watcher.seek_end()
-                stream = await measure.sample_latencies(producer, watcher.wait_completed,
-                                                        samples, warmup)
-            finally:
-                await watcher.aclose()
-            worker.close_stdin()
-            await worker.expect_event("result", worker_timeout(0))
-        return {"app": app, "stream": stream}
-
+    def running_worker(self, queue: str) -> AbstractAsyncContextManager[None]:
+        return worker_running(self._worker(queue, 0, 1, []), self._settings.ready_timeout_s)
 
 
 class ChildSession:
@@ -217,10 +204,12 @@ class ChildSession:
     def __init__(self, child: JsonLineProcess) -> None:
         self._child = child
         self.result: dict[str, Any] = {}
+        self.last_reply: dict[str, Any] = {}
 
     async def run_slice(self, command: Mapping[str, Any]) -> float:
         await self._child.send(dict(command))
         reply = await self._child.expect_event("slice", worker_timeout(int(command["count"])))
+        self.last_reply = reply
         return float(reply["seconds"])
 
 
@@ -236,3 +225,14 @@ async def child_session(
         yield session
         child.close_stdin()
         session.result = await child.expect_event("result", ready_timeout_s)
+
+
+@asynccontextmanager
+async def worker_running(child: JsonLineProcess, ready_timeout_s: float) -> AsyncIterator[None]:
+    """Start the worker ``child`` (run until stdin closes), wait until it is ready; at the
+    end close its stdin and wait for its report (killed by pid if anything raised)."""
+    async with child:
+        await child.expect_event("ready", ready_timeout_s)
+        yield
+        child.close_stdin()
+        await child.expect_event("result", worker_timeout(0))

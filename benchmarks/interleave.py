@@ -121,3 +121,41 @@ async def time_interleaved(
             total.slices.append(seconds)
             log.debug("%s: jobs %d..%d in %.1f ms", key, first, first + count - 1, seconds * 1e3)
     return totals
+
+
+LATENCY_BATCH: Final = 50
+"""Latency samples a side takes in one turn (~50 ms)."""
+
+
+@dataclass
+class SideSamples:
+    """One side's latency samples (ms) of one way of waiting."""
+
+    values: list[float] = field(default_factory=list)
+    error: str | None = None
+
+
+async def sample_interleaved(
+    sessions: Mapping[str, SliceSession], wait: str, samples: int, warmup: int, run: int
+) -> dict[str, SideSamples]:
+    """``samples`` add-to-done latencies per side (a worker running for each), waiting the
+    ``wait`` way, in turns of :data:`LATENCY_BATCH`; first ``warmup`` samples a side,
+    dropped (the first wait opens its reader)."""
+    found = {key: SideSamples() for key in sessions}
+    batches = [(-1, warmup), *slice_bounds(samples, LATENCY_BATCH)]
+    for turn, (first, count) in enumerate(batches):
+        if count <= 0:
+            continue
+        active = [key for key in sessions if found[key].error is None]
+        for key in turn_order(active, turn + run):
+            session = sessions[key]
+            try:
+                await session.run_slice({"op": "latency", "first": max(first, 0),
+                                         "count": count, "wait": wait})
+            except Exception as err:  # one side failing must not cost the others
+                log.exception("%s failed in its %s latency samples", key, wait)
+                found[key].error = f"{type(err).__name__}: {err}"[:300]
+                continue
+            if first >= 0:
+                found[key].values.extend(float(v) for v in session.last_reply["latencies_ms"])
+    return found

@@ -15,7 +15,13 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 from benchmarks.common import NODE_DIR, job_options
-from benchmarks.implementations import Settings, SliceSession, child_session, worker_timeout
+from benchmarks.implementations import (
+    Settings,
+    SliceSession,
+    child_session,
+    worker_running,
+    worker_timeout,
+)
 from benchmarks.measure import WorkerReport
 from benchmarks.procs import JsonLineProcess
 
@@ -161,14 +167,5 @@ class NodeImplementation:
             result = await worker.expect_event("result", worker_timeout(jobs))
         return WorkerReport.from_json(result)
 
-    async def latencies(self, queue: str, samples: int, warmup: int) -> dict[str, list[float]]:
-        async with self._worker(queue, 0, 1, []) as worker:
-            await worker.expect_event("ready", self._settings.ready_timeout_s)
-            result = await self._produce("latency", queue, samples, samples=samples, warmup=warmup)
-            worker.close_stdin()
-            await worker.expect_event("result", worker_timeout(0))
-        return {
-            "app": [float(value) for value in result["latencies_ms"]],
-            "stream": [float(value) for value in result["stream_latencies_ms"]],
-        }
-
+    def running_worker(self, queue: str) -> AbstractAsyncContextManager[None]:
+        return worker_running(self._worker(queue, 0, 1, []), self._settings.ready_timeout_s)

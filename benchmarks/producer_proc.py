@@ -5,7 +5,9 @@ does, so that no side's adds share a process (its CPU history, its heap, its eve
 with another side's. The same JSON-line protocol as the Node session: one warm-up add,
 ``{"event": "ready"}``, then one command per stdin line (``{"op": "add-one" | "in-flight"
 | "bulk", "first", "count", "window"?, "chunk"?}``), each answered with ``{"event":
-"slice", "seconds": ...}``; ``{"event": "result"}`` once stdin is closed.
+"slice", "seconds": ...}``; ``{"event": "result"}`` once stdin is closed. ``{"op":
+"latency", "first", "count", "wait": "app" | "stream"}`` adds ``count`` jobs one at a
+time, each waited for (a worker runs elsewhere), and answers with ``"latencies_ms"`` too.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, get_args
 
 from benchmarks import measure
 from benchmarks.common import LoopName, run_async
+from benchmarks.measure import CompletionWatcher
 from benchmarks.sides import Producer, load_side, python_side_keys
 
 _Op = Callable[[Producer, Mapping[str, Any]], Awaitable[float]]
@@ -49,18 +53,54 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def serve(producer: Producer, lines: Callable[[], Awaitable[str]]) -> int:
+class _Waits:
+    """The two ways a latency sample waits: the side's own (``app``) and the shared
+    reader of the events stream (``stream``, opened on first use at the stream's end)."""
+
+    def __init__(self, producer: Producer, redis_url: str) -> None:
+        self._producer = producer
+        self._redis_url = redis_url
+        self._watcher: CompletionWatcher | None = None
+
+    async def get(self, kind: str) -> Callable[[str], Awaitable[None]]:
+        if kind == "app":
+            return self._producer.wait_finished
+        if kind != "stream":
+            raise ValueError(f"unknown wait {kind!r}")
+        if self._watcher is None:
+            self._watcher = CompletionWatcher(self._redis_url, self._producer.events_key)
+            await self._watcher.seek_end()
+        return self._watcher.wait_completed
+
+    async def aclose(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.aclose()
+
+
+async def serve(producer: Producer, lines: Callable[[], Awaitable[str]],
+                redis_url: str = "") -> int:
     """Answer commands read with ``lines()`` until it returns ``""``; the slices served."""
     served = 0
-    while line := await lines():
-        if not line.strip():
-            continue
-        command = json.loads(line)
-        op = OPS.get(command.get("op"))
-        if op is None:
-            raise ValueError(f"unknown op {command.get('op')!r}")
-        _emit({"event": "slice", "seconds": await op(producer, command)})
-        served += 1
+    waits = _Waits(producer, redis_url)
+    try:
+        while line := await lines():
+            if not line.strip():
+                continue
+            command = json.loads(line)
+            if command.get("op") == "latency":
+                wait = await waits.get(command.get("wait", "app"))
+                started = time.perf_counter()
+                found = await measure.sample_latencies(producer, wait, command["count"], 0)
+                _emit({"event": "slice", "seconds": time.perf_counter() - started,
+                       "latencies_ms": found})
+            else:
+                op = OPS.get(command.get("op"))
+                if op is None:
+                    raise ValueError(f"unknown op {command.get('op')!r}")
+                _emit({"event": "slice", "seconds": await op(producer, command)})
+            served += 1
+    finally:
+        await waits.aclose()
     return served
 
 
@@ -71,7 +111,7 @@ async def _main(args: argparse.Namespace) -> None:
         await measure.warm_up(producer, args.warm_up_index)
         _emit({"event": "ready"})
         # stdin is read between slices only, never while one is timed.
-        await serve(producer, lambda: asyncio.to_thread(sys.stdin.readline))
+        await serve(producer, lambda: asyncio.to_thread(sys.stdin.readline), args.redis_url)
     finally:
         await producer.aclose()
 

@@ -232,7 +232,9 @@ def render(result: SuiteResult, env: Environment) -> str:
         "`job.waitUntilFinished(queueEvents)` for Node BullMQ (raw bullmq has no such call: "
         "it reads the events stream). *stream reader*: the same, a second pass, waiting "
         "with one shared reader of the queue's BullMQ events stream for every "
-        "implementation. The first 20 samples of each pass are dropped.",
+        "implementation. Each side's producer and worker run in processes of their own; "
+        "the sides take turns in batches of 50 samples, after 20 dropped warm-up samples "
+        "a side and pass.",
         "- *client cmds/job*: `INFO commandstats` deltas over the worker run divided by the "
         "jobs, counting commands that clients send (EVALSHA, BZPOPMIN, MULTI/EXEC, ...); "
         "Redis also counts the commands Lua scripts run, shown as *all* below.",
@@ -271,9 +273,8 @@ def render(result: SuiteResult, env: Environment) -> str:
         per_run = per_run_table(result)
         if per_run:
             out += ["## queuekit / Node BullMQ in each run", "",
-                    "Each run's own ratio (the same Redis; the throughput columns in "
-                    "turns of slices, the latencies back to back); above 1 is ahead for "
-                    "jobs/s, below 1 for the latencies.", "",
+                    "Each run's own ratio (the same Redis, the sides taking turns in "
+                    "slices); above 1 is ahead for jobs/s, below 1 for the latencies.", "",
                     *per_run, ""]
     return "\n".join(out)
 

@@ -27,7 +27,14 @@ from benchmarks.commandstats import (
 )
 from benchmarks.common import percentile
 from benchmarks.implementations import Implementation, SliceSession
-from benchmarks.interleave import BULK_CHUNK, HIGH_CONCURRENCY, SLICES, time_interleaved
+from benchmarks.interleave import (
+    BULK_CHUNK,
+    HIGH_CONCURRENCY,
+    SLICES,
+    SideSamples,
+    sample_interleaved,
+    time_interleaved,
+)
 from benchmarks.measure import WorkerReport
 from benchmarks.processes import PROCESS_COUNTS, supervised_rate
 
@@ -139,6 +146,8 @@ class Suite:
                 )
                 for scenario in self._sliced_scenarios():
                     await self._interleaved(order, scenario, run)
+                if "latency" in self._options.scenarios:
+                    await self._latency(order, run)
                 for scenario, measure in self._scenarios(run):
                     for impl in order:
                         await self._measure(impl, scenario, run, measure)
@@ -150,7 +159,6 @@ class Suite:
     def _scenarios(self, run: int) -> list[tuple[str, _Scenario]]:
         scenarios: list[tuple[str, _Scenario]] = [
             ("process_scheduled", self._process_scheduled),
-            ("latency", self._latency),
             ("processes", self._processes),
         ]
         # Memory is not a timing: one run is enough, and it is the longest scenario.
@@ -197,6 +205,46 @@ class Suite:
         finally:
             for queue in queues.values():
                 await self._redis.delete_queue(queue)
+
+    async def _latency(self, order: list[Implementation], run: int) -> None:
+        """Add-to-done latencies of every side, each with a worker running, in turns."""
+        samples = self._options.latency_samples
+        queues = {impl.key: self._queue_name(impl, "latency", run) for impl in order}
+        sessions: dict[str, SliceSession] = {}
+        try:
+            async with AsyncExitStack() as stack:
+                for impl in order:
+                    try:
+                        await stack.enter_async_context(impl.running_worker(queues[impl.key]))
+                        sessions[impl.key] = await stack.enter_async_context(
+                            impl.open_adder(queues[impl.key], samples))
+                    except Exception as err:
+                        self._failed(impl.key, "latency", err)
+                # latency_*: through the library's own wait (wait_for_job,
+                # waitUntilFinished); stream_*: the shared events-stream reader, the same
+                # for every implementation.
+                found = {prefix: await sample_interleaved(sessions, wait, samples,
+                                                          LATENCY_WARMUP, run)
+                         for prefix, wait in (("latency", "app"), ("stream", "stream"))}
+            for prefix, sides in found.items():
+                for key, side in sides.items():
+                    self._record_latency(self._results[key], prefix, side)
+        except Exception as err:  # closing a session failed: the scenario is lost for all
+            for impl in order:
+                self._failed(impl.key, "latency", err)
+        finally:
+            for queue in queues.values():
+                await self._redis.delete_queue(queue)
+
+    @staticmethod
+    def _record_latency(result: ImplResult, prefix: str, side: SideSamples) -> None:
+        if side.error is not None or not side.values:
+            result.errors["latency"] = side.error or "no samples"
+            return
+        p50, p99 = percentile(side.values, 50), percentile(side.values, 99)
+        result.add(f"{prefix}_p50", p50)
+        result.add(f"{prefix}_p99", p99)
+        log.info("%-9s %-14s p50 %.2f ms, p99 %.2f ms", result.key, prefix, p50, p99)
 
     def _failed(self, key: str, scenario: str, err: Exception) -> None:
         log.error("%s %s failed", key, scenario, exc_info=err)
@@ -266,16 +314,6 @@ class Suite:
         if plain:
             log.info("%-9s %-14s %.2f x process_c50", impl.key, "process_scheduled",
                      self._options.jobs / report.elapsed_s / plain)
-
-    async def _latency(self, impl: Implementation, queue: str, result: ImplResult) -> None:
-        found = await impl.latencies(queue, self._options.latency_samples, LATENCY_WARMUP)
-        # latency_*: through the library's own wait (wait_for_job, waitUntilFinished);
-        # stream_*: the shared events-stream reader, the same for every implementation.
-        for prefix, values in (("latency", found["app"]), ("stream", found["stream"])):
-            p50, p99 = percentile(values, 50), percentile(values, 99)
-            result.add(f"{prefix}_p50", p50)
-            result.add(f"{prefix}_p99", p99)
-            log.info("%-9s %-14s p50 %.2f ms, p99 %.2f ms", impl.key, prefix, p50, p99)
 
     async def _processes(self, impl: Implementation, queue: str, result: ImplResult) -> None:
         if impl.key != "queuekit":  # `queuekit worker --processes` is queuekit's own

@@ -1,9 +1,9 @@
-// Producer scenarios of the Node BullMQ side: session, preload, latency.
-// Argument (JSON): {scenario, redisUrl, queue, jobs, chunk, samples, warmup, warmUpIndex, jobOptions}.
+// Producer scenarios of the Node BullMQ side: session, preload.
+// Argument (JSON): {scenario, redisUrl, queue, jobs, chunk, warmUpIndex, jobOptions}.
 // session: one warm-up add, then {"event": "ready"}; then one command per stdin line,
-// {"op": "add-one" | "in-flight" | "bulk", first, count, window?, chunk?}, each answered with
-// {"event": "slice", "seconds": ...}, until stdin ends (the Python side's Adder protocol).
-// preload prints {"event": "result"}, latency {"event": "result", "latencies_ms": [...]}.
+// {"op": "add-one" | "in-flight" | "bulk" | "latency", first, count, window?, chunk?, wait?},
+// each answered with {"event": "slice", "seconds": ..., "latencies_ms"?: [...]}, until stdin
+// ends (benchmarks/producer_proc.py speaks the same). preload prints {"event": "result"}.
 import { createInterface } from 'node:readline';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -73,21 +73,72 @@ const slices = {
   async bulk(queue, add, jobOptions, { first, count, chunk }) {
     await addInChunks(queue, jobOptions, first, count, chunk);
   },
+
+  // `count` jobs added one at a time, each waited for while a worker runs elsewhere:
+  // wait "app" is the application's way (job.waitUntilFinished on a QueueEvents), "stream"
+  // the same reader of the events stream as the Python sides.
+  async latency(queue, add, jobOptions, { count, wait }, waits) {
+    const until = await waits.get(wait);
+    const latencies = [];
+    for (let i = 0; i < count; i++) {
+      const started = performance.now();
+      const job = await add(i);
+      await until(job);
+      latencies.push(performance.now() - started);
+    }
+    return { latencies_ms: latencies };
+  },
 };
+
+/** The waits of the latency slices, each opened on first use (and closed at the end). */
+class Waits {
+  constructor(queue, redisUrl) {
+    this.queue = queue;
+    this.redisUrl = redisUrl;
+    this.events = null;
+    this.watcher = null;
+  }
+
+  async get(kind) {
+    if (kind === 'app') {
+      if (!this.events) {
+        this.events = new QueueEvents(this.queue.name, { connection: connectionFrom(this.redisUrl) });
+        await this.events.waitUntilReady();
+      }
+      return (job) => job.waitUntilFinished(this.events, COMPLETION_TIMEOUT_MS);
+    }
+    if (kind !== 'stream') throw new Error(`unknown wait ${kind}`);
+    if (!this.watcher) {
+      this.watcher = new CompletionWatcher(this.redisUrl, this.queue.keys.events);
+      await this.watcher.seekEnd();
+    }
+    return (job) => this.watcher.waitCompleted(job.id);
+  }
+
+  async close() {
+    await this.events?.close();
+    await this.watcher?.close();
+  }
+}
 
 const scenarios = {
   async session(queue, args) {
     const add = makeAdd(queue, args.jobOptions);
     await add(args.warmUpIndex); // connection and script loading stay out of the timing
     emit({ event: 'ready' });
-    for await (const line of createInterface({ input: process.stdin })) {
-      if (!line.trim()) continue;
-      const command = JSON.parse(line);
-      const slice = slices[command.op];
-      if (!slice) throw new Error(`unknown op ${command.op}`);
-      const started = performance.now();
-      await slice(queue, add, args.jobOptions, command);
-      emit({ event: 'slice', seconds: seconds(started) });
+    const waits = new Waits(queue, args.redisUrl);
+    try {
+      for await (const line of createInterface({ input: process.stdin })) {
+        if (!line.trim()) continue;
+        const command = JSON.parse(line);
+        const slice = slices[command.op];
+        if (!slice) throw new Error(`unknown op ${command.op}`);
+        const started = performance.now();
+        const extra = await slice(queue, add, args.jobOptions, command, waits);
+        emit({ event: 'slice', seconds: seconds(started), ...extra });
+      }
+    } finally {
+      await waits.close();
     }
     return {};
   },
@@ -97,37 +148,6 @@ const scenarios = {
     return {};
   },
 
-  async latency(queue, args) {
-    const add = makeAdd(queue, args.jobOptions);
-    const sample = async (wait) => {
-      const latencies = [];
-      for (let i = 0; i < args.warmup + args.samples; i++) {
-        const started = performance.now();
-        const job = await add(i);
-        await wait(job);
-        if (i >= args.warmup) latencies.push(performance.now() - started);
-      }
-      return latencies;
-    };
-    // The application's way first: job.waitUntilFinished on a QueueEvents of the queue.
-    const events = new QueueEvents(queue.name, { connection: connectionFrom(args.redisUrl) });
-    let app;
-    try {
-      await events.waitUntilReady();
-      app = await sample((job) => job.waitUntilFinished(events, COMPLETION_TIMEOUT_MS));
-    } finally {
-      await events.close();
-    }
-    // Then the same stream reader as the Python sides.
-    const watcher = new CompletionWatcher(args.redisUrl, queue.keys.events);
-    try {
-      await watcher.seekEnd();
-      const stream = await sample((job) => watcher.waitCompleted(job.id));
-      return { latencies_ms: app, stream_latencies_ms: stream };
-    } finally {
-      await watcher.close();
-    }
-  },
 };
 
 await runMain(async () => {

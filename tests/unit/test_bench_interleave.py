@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from benchmarks.commandstats import RedisSnapshot, SuiteRedis, per_job_calls, redis_usec_per_job
-from benchmarks.interleave import SLICES, SliceSpec, slice_bounds, time_interleaved, turn_order
+from benchmarks.interleave import (
+    SLICES,
+    SliceSpec,
+    sample_interleaved,
+    slice_bounds,
+    time_interleaved,
+    turn_order,
+)
 from benchmarks.measure import serve_worker_slices
 from benchmarks.producer_proc import serve
 from benchmarks.sides import JobCounts
@@ -41,6 +48,7 @@ class FakeSession:
         self.added: list[int] = []
         self.commands: list[Mapping[str, Any]] = []
         self.result: dict[str, Any] = {}
+        self.last_reply: dict[str, Any] = {}
 
     async def run_slice(self, command: Mapping[str, Any]) -> float:
         first, count = int(command["first"]), int(command["count"])
@@ -48,6 +56,8 @@ class FakeSession:
             raise ConnectionError("redis went away")
         self.commands.append(command)
         self.log.append((self.name, first, count))
+        if command["op"] == "latency":  # one sample per job: its index as the latency
+            self.last_reply = {"latencies_ms": [float(i) for i in range(first, first + count)]}
         self.added.extend(range(first, first + count))
         self.redis.calls["evalsha"] += count
         self.redis.usec["evalsha"] += 3 * count
@@ -234,3 +244,18 @@ async def test_the_worker_process_fills_while_paused_and_times_only_processing(
         await serve_worker_slices(FakeWorkerSession(producer), producer, concurrency=1,
                                   lines=iter_lines('{"op": "drain", "count": 1}\n'),
                                   emit=replies.append)
+
+
+async def test_latency_samples_take_turns_and_the_warm_up_is_dropped() -> None:
+    redis = FakeRedis()
+    log: list[tuple[str, int, int]] = []
+    sides = {"a": FakeSession("a", log, redis, 1e-4), "b": FakeSession("b", log, redis, 1e-4)}
+
+    found = await sample_interleaved(sides, "stream", samples=120, warmup=20, run=0)
+
+    # The warm-up batch first (its samples dropped), then batches of 50, 50, 20 in turns.
+    assert log == [("a", 0, 20), ("b", 0, 20), ("b", 0, 50), ("a", 0, 50),
+                   ("a", 50, 50), ("b", 50, 50), ("b", 100, 20), ("a", 100, 20)]
+    assert {command["wait"] for command in sides["a"].commands} == {"stream"}
+    assert found["a"].values == [float(i) for i in range(120)]
+    assert found["b"].error is None and len(found["b"].values) == 120
