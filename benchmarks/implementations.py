@@ -215,24 +215,23 @@ class ChildSession:
 
 @asynccontextmanager
 async def child_session(
-    child: JsonLineProcess, ready_timeout_s: float
+    child: JsonLineProcess, ready_timeout_s: float, result_timeout_s: float | None = None
 ) -> AsyncIterator[SliceSession]:
     """Start ``child``, wait until it is ready, hand out its session; at the end close its
-    stdin and wait for its result (it is killed by pid if anything raised)."""
+    stdin and wait for its result (``result_timeout_s``, by default as long as for ready;
+    it is killed by pid if anything raised)."""
     async with child:
         await child.expect_event("ready", ready_timeout_s)
         session = ChildSession(child)
         yield session
         child.close_stdin()
-        session.result = await child.expect_event("result", ready_timeout_s)
+        session.result = await child.expect_event(
+            "result", ready_timeout_s if result_timeout_s is None else result_timeout_s)
 
 
 @asynccontextmanager
 async def worker_running(child: JsonLineProcess, ready_timeout_s: float) -> AsyncIterator[None]:
     """Start the worker ``child`` (run until stdin closes), wait until it is ready; at the
     end close its stdin and wait for its report (killed by pid if anything raised)."""
-    async with child:
-        await child.expect_event("ready", ready_timeout_s)
+    async with child_session(child, ready_timeout_s, worker_timeout(0)):
         yield
-        child.close_stdin()
-        await child.expect_event("result", worker_timeout(0))

@@ -20,7 +20,7 @@ queue, and the clock runs from resuming the queue until they are all done.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -70,8 +70,8 @@ class SideTotal:
     """One side's sum over its slices."""
 
     seconds: float = 0.0
-    slices: list[float] = field(default_factory=list)
     costs: list[RedisSnapshot] = field(default_factory=list)
+    """What Redis did in each of the side's slices."""
     error: str | None = None
 
     @property
@@ -91,6 +91,25 @@ def turn_order(keys: list[str], turn: int) -> list[str]:
     return keys[shift:] + keys[:shift]
 
 
+async def _in_turns(
+    keys: list[str], batches: list[tuple[int, int]], run: int,
+    take: Callable[[str, int, int], Awaitable[None]], what: str,
+) -> dict[str, str]:
+    """``take(key, first, count)`` for every batch, the keys taking turns, the first one
+    rotating with each batch (and with ``run``). A key whose turn raises is left out of
+    later turns and the others go on; the errors, by key."""
+    errors: dict[str, str] = {}
+    for turn, (first, count) in enumerate(batches):
+        for key in turn_order([key for key in keys if key not in errors], turn + run):
+            try:
+                await take(key, first, count)
+            except Exception as err:  # one side failing must not cost the others
+                log.exception("%s failed in its %s of jobs %d..%d", key, what, first,
+                              first + count - 1)
+                errors[key] = f"{type(err).__name__}: {err}"[:300]
+    return errors
+
+
 async def time_interleaved(
     redis: SuiteRedis, sessions: Mapping[str, SliceSession], jobs: int, spec: SliceSpec,
     run: int,
@@ -101,25 +120,20 @@ async def time_interleaved(
     the others go on.
     """
     totals = {key: SideTotal() for key in sessions}
-    for turn, (first, count) in enumerate(slice_bounds(jobs, spec.size)):
-        active = [key for key in sessions if totals[key].error is None]
-        for key in turn_order(active, turn + run):
-            total = totals[key]
-            try:
-                if spec.prepare is not None:
-                    await sessions[key].run_slice({"op": spec.prepare, "first": first,
-                                                   "count": count})
-                before = await redis.snapshot()
-                seconds = await sessions[key].run_slice(spec.command(first, count))
-            except Exception as err:  # one side failing must not cost the others
-                log.exception("%s failed in the slice of jobs %d..%d", key, first,
-                              first + count - 1)
-                total.error = f"{type(err).__name__}: {err}"[:300]
-                continue
-            total.costs.append(snapshot_delta(before, await redis.snapshot()))
-            total.seconds += seconds
-            total.slices.append(seconds)
-            log.debug("%s: jobs %d..%d in %.1f ms", key, first, first + count - 1, seconds * 1e3)
+
+    async def take(key: str, first: int, count: int) -> None:
+        if spec.prepare is not None:
+            await sessions[key].run_slice({"op": spec.prepare, "first": first, "count": count})
+        before = await redis.snapshot()
+        seconds = await sessions[key].run_slice(spec.command(first, count))
+        total = totals[key]
+        total.costs.append(snapshot_delta(before, await redis.snapshot()))
+        total.seconds += seconds
+        log.debug("%s: jobs %d..%d in %.1f ms", key, first, first + count - 1, seconds * 1e3)
+
+    errors = await _in_turns(list(sessions), slice_bounds(jobs, spec.size), run, take, "slice")
+    for key, error in errors.items():
+        totals[key].error = error
     return totals
 
 
@@ -142,20 +156,21 @@ async def sample_interleaved(
     ``wait`` way, in turns of :data:`LATENCY_BATCH`; first ``warmup`` samples a side,
     dropped (the first wait opens its reader)."""
     found = {key: SideSamples() for key in sessions}
-    batches = [(-1, warmup), *slice_bounds(samples, LATENCY_BATCH)]
-    for turn, (first, count) in enumerate(batches):
-        if count <= 0:
-            continue
-        active = [key for key in sessions if found[key].error is None]
-        for key in turn_order(active, turn + run):
+
+    def taker(keep: bool) -> Callable[[str, int, int], Awaitable[None]]:
+        async def take(key: str, first: int, count: int) -> None:
             session = sessions[key]
-            try:
-                await session.run_slice({"op": "latency", "first": max(first, 0),
-                                         "count": count, "wait": wait})
-            except Exception as err:  # one side failing must not cost the others
-                log.exception("%s failed in its %s latency samples", key, wait)
-                found[key].error = f"{type(err).__name__}: {err}"[:300]
-                continue
-            if first >= 0:
+            await session.run_slice({"op": "latency", "first": first, "count": count,
+                                     "wait": wait})
+            if keep:
                 found[key].values.extend(float(v) for v in session.last_reply["latencies_ms"])
+        return take
+
+    what = f"{wait} latency samples"
+    errors = await _in_turns(list(sessions), slice_bounds(warmup, max(warmup, 1)), run,
+                             taker(False), what)
+    errors |= await _in_turns([key for key in sessions if key not in errors],
+                              slice_bounds(samples, LATENCY_BATCH), run + 1, taker(True), what)
+    for key, error in errors.items():
+        found[key].error = error
     return found

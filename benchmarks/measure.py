@@ -266,17 +266,17 @@ async def serve_worker_slices(
         started = time.perf_counter()
         if command.get("op") == "fill":
             await add_in_chunks(producer, command["first"], command["count"], _SESSION_CHUNK)
+            seconds = time.perf_counter() - started
         elif command.get("op") == "process":
             target = report.processed + command["count"]
             all_seen.clear()
             await session.set_paused(False)
             await all_seen.wait()
             report.failed = (await _drained(session, delayed_remain=False)).failed
+            seconds = time.perf_counter() - started
+            await session.set_paused(True)  # after the clock: the next fill waits unseen
         else:
             raise ValueError(f"unknown op {command.get('op')!r}")
-        seconds = time.perf_counter() - started
-        if command["op"] == "process":
-            await session.set_paused(True)
         emit({"event": "slice", "seconds": seconds})
     report.rss_end = rss_bytes()
     closing = time.perf_counter()

@@ -3,8 +3,9 @@
 Each measurement gets a fresh queue name, whose keys are deleted afterwards; Redis
 ``INFO commandstats`` is read around each measurement to count the commands it cost.
 The order of the implementations rotates from run to run, so none is always first. The
-producer scenarios time all implementations together, in turns of short slices
-(:mod:`benchmarks.interleave`); the others measure one implementation after the other.
+throughput and latency scenarios measure all implementations together, in turns of short
+slices (:mod:`benchmarks.interleave`); the others (scheduler-fed, ``--processes``, RSS)
+measure one implementation after the other.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from benchmarks.interleave import (
     HIGH_CONCURRENCY,
     SLICES,
     SideSamples,
+    SideTotal,
     sample_interleaved,
     time_interleaved,
 )
@@ -173,23 +175,45 @@ class Suite:
     def _queue_name(impl: Implementation, scenario: str, run: int) -> str:
         return f"bench-{impl.key}-{scenario.replace('_', '-')}-r{run + 1}-{secrets.token_hex(3)}"
 
-    async def _interleaved(self, order: list[Implementation], scenario: str, run: int) -> None:
-        """One throughput scenario for every implementation at once, in slices."""
-        jobs, spec = self._options.jobs, SLICES[scenario]
+    async def _with_sides(
+        self, order: list[Implementation], scenario: str, run: int,
+        open_side: Callable[[Implementation, str, AsyncExitStack], Awaitable[SliceSession]],
+        measure: Callable[[dict[str, SliceSession]], Awaitable[T]],
+        record: Callable[[T, dict[str, SliceSession]], None],
+    ) -> None:
+        """Open a session for every side on a fresh queue of its own (a side that cannot
+        open one is recorded as failed), ``measure`` them all, close them, ``record`` what
+        was measured; the queues are deleted at the end."""
         queues = {impl.key: self._queue_name(impl, scenario, run) for impl in order}
         sessions: dict[str, SliceSession] = {}
         try:
             async with AsyncExitStack() as stack:
                 for impl in order:
                     try:
-                        # A producer's warm-up add takes job index `jobs`, past the timed ones.
-                        opened = (impl.open_adder(queues[impl.key], jobs)
-                                  if spec.concurrency is None
-                                  else impl.open_worker(queues[impl.key], spec.concurrency))
-                        sessions[impl.key] = await stack.enter_async_context(opened)
+                        sessions[impl.key] = await open_side(impl, queues[impl.key], stack)
                     except Exception as err:
                         self._failed(impl.key, scenario, err)
-                totals = await time_interleaved(self._redis, sessions, jobs, spec, run)
+                found = await measure(sessions)
+            record(found, sessions)
+        except Exception as err:  # closing a session failed: the scenario is lost for all
+            for impl in order:
+                self._failed(impl.key, scenario, err)
+        finally:
+            for queue in queues.values():
+                await self._redis.delete_queue(queue)
+
+    async def _interleaved(self, order: list[Implementation], scenario: str, run: int) -> None:
+        """One throughput scenario for every implementation at once, in slices."""
+        jobs, spec = self._options.jobs, SLICES[scenario]
+
+        async def open_side(impl: Implementation, queue: str,
+                            stack: AsyncExitStack) -> SliceSession:
+            # A producer's warm-up add takes job index `jobs`, past the timed ones.
+            opened = (impl.open_adder(queue, jobs) if spec.concurrency is None
+                      else impl.open_worker(queue, spec.concurrency))
+            return await stack.enter_async_context(opened)
+
+        def record(totals: dict[str, SideTotal], sessions: dict[str, SliceSession]) -> None:
             for key, total in totals.items():
                 result = self._results[key]
                 if total.error is not None:
@@ -199,42 +223,34 @@ class Suite:
                 self._rate(result, scenario, total.seconds)
                 if spec.concurrency is not None:
                     self._worker_closed(result, scenario, sessions[key].result)
-        except Exception as err:  # closing a session failed: the scenario is lost for all
-            for impl in order:
-                self._failed(impl.key, scenario, err)
-        finally:
-            for queue in queues.values():
-                await self._redis.delete_queue(queue)
+
+        await self._with_sides(
+            order, scenario, run, open_side,
+            lambda sessions: time_interleaved(self._redis, sessions, jobs, spec, run), record)
 
     async def _latency(self, order: list[Implementation], run: int) -> None:
         """Add-to-done latencies of every side, each with a worker running, in turns."""
         samples = self._options.latency_samples
-        queues = {impl.key: self._queue_name(impl, "latency", run) for impl in order}
-        sessions: dict[str, SliceSession] = {}
-        try:
-            async with AsyncExitStack() as stack:
-                for impl in order:
-                    try:
-                        await stack.enter_async_context(impl.running_worker(queues[impl.key]))
-                        sessions[impl.key] = await stack.enter_async_context(
-                            impl.open_adder(queues[impl.key], samples))
-                    except Exception as err:
-                        self._failed(impl.key, "latency", err)
-                # latency_*: through the library's own wait (wait_for_job,
-                # waitUntilFinished); stream_*: the shared events-stream reader, the same
-                # for every implementation.
-                found = {prefix: await sample_interleaved(sessions, wait, samples,
-                                                          LATENCY_WARMUP, run)
-                         for prefix, wait in (("latency", "app"), ("stream", "stream"))}
+
+        async def open_side(impl: Implementation, queue: str,
+                            stack: AsyncExitStack) -> SliceSession:
+            await stack.enter_async_context(impl.running_worker(queue))
+            return await stack.enter_async_context(impl.open_adder(queue, samples))
+
+        async def measure(sessions: dict[str, SliceSession]) -> dict[str, dict[str, SideSamples]]:
+            # latency_*: through the library's own wait (wait_for_job, waitUntilFinished);
+            # stream_*: the shared events-stream reader, the same for every implementation.
+            return {prefix: await sample_interleaved(sessions, wait, samples, LATENCY_WARMUP,
+                                                     run)
+                    for prefix, wait in (("latency", "app"), ("stream", "stream"))}
+
+        def record(found: dict[str, dict[str, SideSamples]],
+                   sessions: dict[str, SliceSession]) -> None:
             for prefix, sides in found.items():
                 for key, side in sides.items():
                     self._record_latency(self._results[key], prefix, side)
-        except Exception as err:  # closing a session failed: the scenario is lost for all
-            for impl in order:
-                self._failed(impl.key, "latency", err)
-        finally:
-            for queue in queues.values():
-                await self._redis.delete_queue(queue)
+
+        await self._with_sides(order, "latency", run, open_side, measure, record)
 
     @staticmethod
     def _record_latency(result: ImplResult, prefix: str, side: SideSamples) -> None:

@@ -147,7 +147,6 @@ const scenarios = {
     await addInChunks(queue, args.jobOptions, 0, args.jobs, args.chunk);
     return {};
   },
-
 };
 
 await runMain(async () => {

@@ -62,19 +62,21 @@ await runMain(async () => {
       if (!line.trim()) continue;
       const { op, first, count } = JSON.parse(line);
       const started = performance.now();
+      let took;
       if (op === 'fill') {
         await addInChunks(countsQueue, args.jobOptions, first, count, 1000); // paused: untouched
+        took = seconds(started);
       } else if (op === 'process') {
         target = report.processed + count;
         allSeenPromise = new Promise((resolve) => { allSeen = resolve; });
         await countsQueue.resume();
         await allSeenPromise;
         report.failed = (await drained()).failed;
+        took = seconds(started);
+        await countsQueue.pause(); // after the clock: the next fill waits unseen
       } else {
         throw new Error(`unknown op ${op}`);
       }
-      const took = seconds(started);
-      if (op === 'process') await countsQueue.pause();
       emit({ event: 'slice', seconds: took });
     }
   } else if (args.expect) {

@@ -116,7 +116,7 @@ async def test_a_failing_side_drops_out_and_the_others_finish() -> None:
     assert good.added == list(range(50))
     assert bad.added == list(range(20))
     assert totals["bad"].error == "ConnectionError: redis went away"
-    assert totals["good"].error is None and len(totals["good"].slices) == 5
+    assert totals["good"].error is None and len(totals["good"].costs) == 5
 
 
 class RecordingProducer:
