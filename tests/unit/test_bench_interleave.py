@@ -87,7 +87,7 @@ async def test_sides_take_turns_and_add_every_job(scenario: str) -> None:
     jobs = spec.size * 3 + 1
 
     totals = await time_interleaved(as_suite_redis(redis), {"fast": fast, "slow": slow},
-                                    jobs, spec, run=0)
+                                    jobs, spec, run=0, warm_up=0)
 
     assert fast.added == list(range(jobs)) and slow.added == list(range(jobs))
     assert {command["op"] for command in fast.commands} == {spec.op}
@@ -111,7 +111,7 @@ async def test_a_failing_side_drops_out_and_the_others_finish() -> None:
     bad = FakeSession("bad", log, redis, 1e-4, fail_at=20)
 
     totals = await time_interleaved(as_suite_redis(redis), {"good": good, "bad": bad},
-                                    50, spec, run=1)
+                                    50, spec, run=1, warm_up=0)
 
     assert good.added == list(range(50))
     assert bad.added == list(range(20))
@@ -178,7 +178,7 @@ async def test_a_workers_fill_goes_before_its_slice_and_outside_its_cost() -> No
     spec = SLICES["process_c1"]
 
     totals = await time_interleaved(as_suite_redis(redis), {"worker": worker}, 2500, spec,
-                                    run=0)
+                                    run=0, warm_up=0)
 
     ops = [(command["op"], command["first"], command["count"]) for command in worker.commands]
     assert ops == [("fill", 0, 1000), ("process", 0, 1000), ("fill", 1000, 1000),
@@ -259,3 +259,21 @@ async def test_latency_samples_take_turns_and_the_warm_up_is_dropped() -> None:
     assert {command["wait"] for command in sides["a"].commands} == {"stream"}
     assert found["a"].values == [float(i) for i in range(120)]
     assert found["b"].error is None and len(found["b"].values) == 120
+
+
+async def test_the_warm_up_goes_first_untimed_and_past_the_timed_jobs() -> None:
+    redis = FakeRedis()
+    log: list[tuple[str, int, int]] = []
+    sides = {"a": FakeSession("a", log, redis, 1e-4), "b": FakeSession("b", log, redis, 1e-4)}
+    spec = SliceSpec(100, "add-one")
+
+    totals = await time_interleaved(as_suite_redis(redis), sides, 300, spec, run=0,
+                                    warm_up=150)
+
+    # Warm-up turns (jobs 300..449, in slices of 100), then the timed ones, order rotating on.
+    assert log == [("a", 300, 100), ("b", 300, 100), ("b", 400, 50), ("a", 400, 50),
+                   ("a", 0, 100), ("b", 0, 100), ("b", 100, 100), ("a", 100, 100),
+                   ("a", 200, 100), ("b", 200, 100)]
+    # Only the timed jobs count, in time and in Redis cost.
+    assert totals["a"].seconds == pytest.approx(1e-4 * 300)
+    assert per_job_calls(totals["a"].cost, 300) == {"evalsha": 1.0}
