@@ -4,8 +4,8 @@ Each measurement gets a fresh queue name, whose keys are deleted afterwards; Red
 ``INFO commandstats`` is read around each measurement to count the commands it cost.
 The order of the implementations rotates from run to run, so none is always first. The
 throughput and latency scenarios measure all implementations together, in turns of short
-slices (:mod:`benchmarks.interleave`); the others (scheduler-fed, ``--processes``, RSS)
-measure one implementation after the other.
+slices in a balanced order (:mod:`benchmarks.interleave`); the others (scheduler-fed,
+``--processes``, RSS) measure one implementation after the other.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """The benchmark's interleaved producer timing: every side adds every job once, the sides
-take turns slice by slice with the first one changing, a failing side drops out alone,
-and the Redis cost of each side's slices is summed without the suite's own INFO calls."""
+take turns slice by slice in a balanced order (every side after every other equally
+often), a failing side drops out alone, and the Redis cost of each side's slices is
+summed without the suite's own INFO calls."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -14,10 +16,10 @@ from benchmarks.commandstats import RedisSnapshot, SuiteRedis, per_job_calls, re
 from benchmarks.interleave import (
     SLICES,
     SliceSpec,
+    TurnOrder,
     sample_interleaved,
     slice_bounds,
     time_interleaved,
-    turn_order,
 )
 from benchmarks.measure import serve_worker_slices
 from benchmarks.producer_proc import serve
@@ -72,8 +74,35 @@ def as_suite_redis(redis: FakeRedis) -> SuiteRedis:
 def test_slices_cover_every_job_once() -> None:
     assert slice_bounds(10, 4) == [(0, 4), (4, 4), (8, 2)]
     assert slice_bounds(8, 4) == [(0, 4), (4, 4)]
-    assert turn_order(["a", "b", "c"], 4) == ["b", "c", "a"]
-    assert turn_order([], 3) == []
+
+
+@pytest.mark.parametrize("start", [0, 1, 5])
+def test_every_side_follows_every_other_equally_often(start: int) -> None:
+    sides = ["bullmq", "node", "queuekit"]
+    order = TurnOrder(start)
+
+    turns = [order.next(sides) for _ in range(40)]
+
+    assert all(sorted(turn) == sorted(sides) for turn in turns)
+    stream = [side for turn in turns for side in turn]
+    pairs = list(pairwise(stream))
+    assert all(before != after for before, after in pairs)  # no side after itself
+    counts = [pairs.count((before, after)) for before in sides for after in sides
+              if before != after]
+    assert max(counts) - min(counts) <= 1  # a plain rotation would give 0 for three pairs
+    assert sum(order.pairs.values()) == len(pairs)
+
+
+def test_the_turn_order_stays_balanced_when_a_side_drops_out() -> None:
+    order = TurnOrder()
+    assert order.next([]) == []
+    first = [order.next(["a", "b", "c"]) for _ in range(3)]
+    rest = [order.next(["a", "c"]) for _ in range(4)]
+
+    assert first == [["a", "b", "c"], ["a", "c", "b"], ["a", "b", "c"]]
+    # "c" ended the last turn of three: the two left alternate from "a" on.
+    assert rest == [["a", "c"]] * 4
+    assert order.pairs[("c", "a")] == order.pairs[("a", "c")] == 5
 
 
 @pytest.mark.parametrize(
@@ -92,8 +121,8 @@ async def test_sides_take_turns_and_add_every_job(scenario: str) -> None:
     assert fast.added == list(range(jobs)) and slow.added == list(range(jobs))
     assert {command["op"] for command in fast.commands} == {spec.op}
     assert all(command.items() >= spec.extra.items() for command in fast.commands)
-    # Turn by turn both sides add the same slice, and who goes first alternates.
-    assert [name for name, _, _ in log] == ["fast", "slow", "slow", "fast"] * 2
+    # Turn by turn both sides add the same slice, each after the other (a b a b ...).
+    assert [name for name, _, _ in log] == ["fast", "slow"] * 4
     assert totals["fast"].seconds == pytest.approx(1e-4 * jobs)
     assert totals["slow"].seconds == pytest.approx(2e-4 * jobs)
     cost = totals["fast"].cost
@@ -254,8 +283,8 @@ async def test_latency_samples_take_turns_and_the_warm_up_is_dropped() -> None:
     found = await sample_interleaved(sides, "stream", samples=120, warmup=20, run=0)
 
     # The warm-up batch first (its samples dropped), then batches of 50, 50, 20 in turns.
-    assert log == [("a", 0, 20), ("b", 0, 20), ("b", 0, 50), ("a", 0, 50),
-                   ("a", 50, 50), ("b", 50, 50), ("b", 100, 20), ("a", 100, 20)]
+    assert log == [("a", 0, 20), ("b", 0, 20), ("a", 0, 50), ("b", 0, 50),
+                   ("a", 50, 50), ("b", 50, 50), ("a", 100, 20), ("b", 100, 20)]
     assert {command["wait"] for command in sides["a"].commands} == {"stream"}
     assert found["a"].values == [float(i) for i in range(120)]
     assert found["b"].error is None and len(found["b"].values) == 120
@@ -270,9 +299,9 @@ async def test_the_warm_up_goes_first_untimed_and_past_the_timed_jobs() -> None:
     totals = await time_interleaved(as_suite_redis(redis), sides, 300, spec, run=0,
                                     warm_up=150)
 
-    # Warm-up turns (jobs 300..449, in slices of 100), then the timed ones, order rotating on.
-    assert log == [("a", 300, 100), ("b", 300, 100), ("b", 400, 50), ("a", 400, 50),
-                   ("a", 0, 100), ("b", 0, 100), ("b", 100, 100), ("a", 100, 100),
+    # Warm-up turns (jobs 300..449, in slices of 100), then the timed ones, in one stream.
+    assert log == [("a", 300, 100), ("b", 300, 100), ("a", 400, 50), ("b", 400, 50),
+                   ("a", 0, 100), ("b", 0, 100), ("a", 100, 100), ("b", 100, 100),
                    ("a", 200, 100), ("b", 200, 100)]
     # Only the timed jobs count, in time and in Redis cost.
     assert totals["a"].seconds == pytest.approx(1e-4 * 300)
