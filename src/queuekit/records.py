@@ -8,9 +8,10 @@ before it becomes a public :class:`~queuekit.jobs.JobInfo`; ``HealthReport`` is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from queuekit.errors import PayloadValidationError
 from queuekit.jobs import (
@@ -28,6 +29,7 @@ from queuekit.payloads import JobPayload
 from queuekit.queues import QueueRegistry
 
 JobData = JobPayload | Mapping[str, Any]
+T = TypeVar("T")
 _new = object.__new__
 
 
@@ -37,6 +39,30 @@ def _job_info(**fields: Any) -> JobInfo:
     result equals ``JobInfo(...)``)."""
     info: JobInfo = _new(JobInfo)
     info.__dict__.update(fields)
+    return info
+
+
+#: Adds left to finish on their own (see :func:`built_while`): a task needs a reference.
+_finishing: set[asyncio.Future[Any]] = set()
+
+
+def built_while(pending: Awaitable[Any], build: Callable[[], T]) -> T:
+    """``build()``, the bookkeeping of an add done while ``pending`` (the add, already
+    written) is in flight. Should it fail, ``pending``, which holds a connection until
+    awaited, is left to finish in a task of its own."""
+    try:
+        return build()
+    except BaseException:
+        task = asyncio.ensure_future(pending)
+        _finishing.add(task)
+        task.add_done_callback(_finishing.discard)
+        raise
+
+
+def with_id(info: JobInfo, job_id: str) -> JobInfo:
+    """``info`` (built by :meth:`PreparedJob.info` before its job's id was known, not yet
+    handed to anyone) with its ``id`` set."""
+    info.__dict__["id"] = job_id
     return info
 
 

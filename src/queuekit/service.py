@@ -10,7 +10,7 @@ import abc
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from queuekit.cancellation import CancellationMixin
@@ -43,6 +43,8 @@ from queuekit.records import (
     OptionsArg,
     PreparedJob,
     RawJob,
+    built_while,
+    with_id,
 )
 from queuekit.schedules import SchedulesMixin
 from queuekit.security import SensitiveKeyPolicy
@@ -112,12 +114,18 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
             await self._admit([job])
         if job.options.deduplication is not None:  # the existing job when a duplicate
             return await self._add_deduplicated_job(job)
-        job_id = (await self._add(job) if self._tracer is None
-                  else await traced_add(self._tracer, job, self._add))
+        if self._tracer is not None:
+            job_id = await traced_add(self._tracer, job, self._add)
+            return job.info(job_id, self._now_ms())
+        # The write goes out first; the job's record is built while the store runs it.
+        now = self._now_ms()
+        pending = self._start_add(job, now)
+        info = built_while(pending, lambda: job.info("", now))
+        job_id = await pending
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job %s added to %s", job_id, job.queue,
                       extra={"queue": job.queue, "job_id": job_id})
-        return job.info(job_id, self._now_ms())
+        return with_id(info, job_id)
 
     async def add_jobs(
         self, queue: str, jobs: Sequence[NewJob | tuple[str, JobData] | tuple[str, JobData,
@@ -140,11 +148,17 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
             # Each may answer with an existing job: one add (and round trip) per job.
             return [await self._add_deduplicated_job(job) if job.options.deduplication
                     else job.info(await self._add(job), self._now_ms()) for job in prepared]
-        ids = (await self._add_bulk(prepared) if self._tracer is None
-               else await traced_add_bulk(self._tracer, prepared, self._add_bulk))
-        log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
+        if self._tracer is not None:
+            ids = await traced_add_bulk(self._tracer, prepared, self._add_bulk)
+            now = self._now_ms()
+            return [job.info(job_id, now) for job, job_id in zip(prepared, ids, strict=True)]
+        # As add_job: the records are built while the store runs the write.
         now = self._now_ms()
-        return [job.info(job_id, now) for job, job_id in zip(prepared, ids, strict=True)]
+        pending = self._start_add_bulk(prepared, now)
+        infos = built_while(pending, lambda: [job.info("", now) for job in prepared])
+        ids = await pending
+        log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
+        return [with_id(info, job_id) for info, job_id in zip(infos, ids, strict=True)]
 
     async def _admit(self, jobs: Sequence[PreparedJob]) -> None:
         """Refuse jobs beyond their queue's per-user rate limit, before anything is written."""
@@ -321,6 +335,17 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
     @abc.abstractmethod
     async def _add(self, job: PreparedJob) -> str:
         """Write one validated job; return its id."""
+
+    def _start_add(self, job: PreparedJob, created_ms: int) -> Awaitable[str]:
+        """:meth:`_add`, with the write sent now where the backend can (Redis), the job
+        created at ``created_ms``: the awaitable of the id, which must be awaited. By
+        default it runs when awaited (the store's clock is the service's)."""
+        return self._add(job)
+
+    def _start_add_bulk(self, jobs: Sequence[PreparedJob],
+                        created_ms: int) -> Awaitable[list[str]]:
+        """:meth:`_add_bulk` as :meth:`_start_add` is to :meth:`_add`."""
+        return self._add_bulk(jobs)
 
     @abc.abstractmethod
     async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:

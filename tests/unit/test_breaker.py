@@ -95,3 +95,46 @@ async def test_failed_trial_opens_again() -> None:
     with pytest.raises(CircuitOpenError):
         await guard.call(ok)
     assert time.perf_counter() - started < 0.005
+
+
+async def test_start_runs_the_synchronous_part_now_and_counts_failures_as_call() -> None:
+    guard = breaker(fail_max=2)
+    written: list[str] = []
+
+    def write(value: str) -> asyncio.Future[str]:  # a command's write, then its reply
+        written.append(value)
+        reply: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        reply.set_result(value.upper())
+        return reply
+
+    pending = guard.start(write, "a")
+    assert written == ["a"]  # before anything is awaited
+    assert await pending == "A"
+
+    def lost(value: str) -> asyncio.Future[str]:
+        raise ConnectionResetError("Connection reset by peer")
+
+    with pytest.raises(QueueUnavailableError, match="reset by peer"):  # raised at once
+        guard.start(lost, "b")
+    with pytest.raises(QueueUnavailableError, match="refused"):  # raised when awaited
+        await guard.start(lambda: refused())
+    assert guard.state == "open"  # both were counted
+    with pytest.raises(CircuitOpenError):
+        await guard.start(write, "c")
+    assert written == ["a"]  # an open breaker sends nothing
+
+
+async def test_start_while_counting_failures_starts_when_awaited() -> None:
+    guard = breaker(fail_max=3)
+    with pytest.raises(QueueUnavailableError):
+        await guard.call(refused)
+    started: list[str] = []
+
+    async def add() -> str:
+        started.append("add")
+        return "1"
+
+    pending = guard.start(add)
+    assert started == []  # counted calls go through pybreaker, when awaited
+    assert await pending == "1"
+    assert guard.fail_counter == 0  # a success resets the count

@@ -102,14 +102,42 @@ class AsyncCircuitBreaker:
         Unavailability (connection refused, timeouts) counts as a failure and is raised as
         :class:`QueueUnavailableError`; other errors pass through uncounted.
         """
-        breaker = self.breaker
-        if breaker.fail_counter == 0 and breaker.current_state == pybreaker.STATE_CLOSED:
+        if self._clean():
             # Hot path: nothing to count on success; a failure is recorded by pybreaker.
             try:
                 return await fn()
             except UNAVAILABLE_ERRORS as exc:
-                self._record_failure(exc)
-                raise QueueUnavailableError(f"{self.target} is unavailable: {exc}") from exc
+                raise self._unavailable(exc) from exc
+        return await self._call_counted(fn)
+
+    def start(self, fn: Callable[..., Awaitable[T]], *args: object) -> Awaitable[T]:
+        """``fn(*args)`` under the breaker, as :meth:`call`, with its synchronous part (a
+        command's write) run now: the awaitable of its result, which must be awaited.
+        While failures are being counted it starts when awaited, through :meth:`call`."""
+        if not self._clean():
+            return self._call_counted(lambda: fn(*args))
+        try:
+            pending = fn(*args)
+        except UNAVAILABLE_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+        return self._guarded(pending)
+
+    def _clean(self) -> bool:
+        breaker = self.breaker
+        return bool(breaker.fail_counter == 0
+                    and breaker.current_state == pybreaker.STATE_CLOSED)
+
+    def _unavailable(self, exc: BaseException) -> QueueUnavailableError:
+        self._record_failure(exc)
+        return QueueUnavailableError(f"{self.target} is unavailable: {exc}")
+
+    async def _guarded(self, pending: Awaitable[T]) -> T:
+        try:
+            return await pending
+        except UNAVAILABLE_ERRORS as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _call_counted(self, fn: Callable[[], Awaitable[T]]) -> T:
         state = self.state
         if state == pybreaker.STATE_OPEN:
             raise self._open_error()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from json.encoder import (  # type: ignore[attr-defined]
     c_make_encoder,
     encode_basestring_ascii,
@@ -121,6 +121,29 @@ class AddJobCommand:
             args.append(timestamp)
         return script, self._keys[script], args
 
+    def start_many(self, client: Any,
+                   calls: list[tuple[str, list[str], list[Any]]]) -> Awaitable[list[str]]:
+        """:meth:`add_many`, written now where it can be: the awaitable of the ids, which
+        must be awaited.
+
+        When every call runs one script (the common case) the scripts are not checked
+        first: had the server lost that script, every call of the transaction fails with
+        ``NOSCRIPT`` and none ran, so it is loaded and the whole transaction sent again.
+        """
+        names = {name for name, _, _ in calls}
+        if not self._pipe.transactions or len(names) != 1:
+            return self.add_many(client, calls)
+        script = self._commands[names.pop()]
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for _, keys, args in calls]
+        return self._ids_or_again(self._pipe.start_transaction(commands), client, calls)
+
+    async def _ids_or_again(self, pending: Awaitable[list[Any]], client: Any,
+                            calls: list[tuple[str, list[str], list[Any]]]) -> list[str]:
+        results = await pending
+        if results and all(isinstance(result, NoScriptError) for result in results):
+            return await self.add_many(client, calls)  # loads the script first
+        return self._ids(results)
+
     async def add_many(self, client: Any,
                        calls: list[tuple[str, list[str], list[Any]]]) -> list[str]:
         """Send built calls in one MULTI/EXEC, all or none (bullmq's ``addBulk`` sends a
@@ -140,6 +163,9 @@ class AddJobCommand:
                 for command in commands:
                     pipe.execute_command(*command)
                 results = await pipe.execute()
+        return self._ids(results)
+
+    def _ids(self, results: list[Any]) -> list[str]:
         for result in results:
             if isinstance(result, Exception):
                 raise result
@@ -172,14 +198,25 @@ class AddJobCommand:
 
     async def __call__(self, name: str, data: Any, opts: Mapping[str, Any]) -> str:
         """Add one job; return its id (bullmq's errors for negative codes)."""
-        script_name, keys, args = self.build(name, data, opts)
+        return await self.start(name, data, opts)
+
+    def start(self, name: str, data: Any, opts: Mapping[str, Any],
+              timestamp: int | None = None) -> Awaitable[str]:
+        """Send the add now (where the auto-pipeline can: see ``AutoPipeline.send``); the
+        awaitable of the job's id, which must be awaited."""
+        script_name, keys, args = self.build(name, data, opts, timestamp)
         script = self._commands[script_name]
-        pipe = self._pipe
+        reply = self._pipe.send("EVALSHA", script.sha, len(keys), *keys, *args)
+        return self._job_id(reply, script, keys, args)
+
+    async def _job_id(self, reply: Awaitable[Any], script: Any, keys: list[str],
+                      args: list[Any]) -> str:
         try:
-            result = await pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            result = await reply
         except NoScriptError:  # a restarted server lost its script cache
-            script.sha = await pipe.script_load(script.script)
-            result = await pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            script.sha = await self._pipe.script_load(script.script)
+            result = await self._pipe.execute_command("EVALSHA", script.sha, len(keys),
+                                                      *keys, *args)
         if isinstance(result, int) and result < 0:
             raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
         return str(result)

@@ -111,6 +111,11 @@ class Link(asyncio.Protocol):
     async def call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write; their replies in order (an error answer is its
         command's reply, an exception object). Raises when the connection fails."""
+        return await self.replies(self.start(commands))
+
+    def start(self, commands: list[tuple[Any, ...]]) -> list[asyncio.Future[Any]]:
+        """Write ``commands`` now, in one write; the futures of their replies, for
+        :meth:`replies`. Raises when the connection has failed."""
         self._check()
         # hiredis per command (FastConnection), without redis-py's re-buffering loop;
         # may refuse an argument: before anything is queued.
@@ -121,6 +126,11 @@ class Link(asyncio.Protocol):
             self._since = self._loop.time()
         self._waiting.extend(futures)
         self._transport.writelines(packed)
+        return futures
+
+    @staticmethod
+    async def replies(futures: list[asyncio.Future[Any]]) -> list[Any]:
+        """The replies of commands :meth:`start` wrote, in order."""
         try:
             return [await future for future in futures]
         except BaseException:

@@ -17,7 +17,7 @@ at the same time, where one large batch makes each wait for the other.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -52,27 +52,50 @@ class AutoPipeline:
 
     async def execute_command(self, *args: Any) -> Any:
         """Queue one command for the next batch and await its reply."""
+        return await self.send(*args)
+
+    def send(self, *args: Any) -> Awaitable[Any]:
+        """Write one command now where it can be, and return the awaitable of its reply:
+        what the caller does before awaiting it overlaps Redis's work on the command.
+
+        Alone, with a link at hand (the common case of one await at a time), the command
+        goes straight to the link's socket, without a batch's layers; otherwise it joins
+        the next batch when awaited. The awaitable must be awaited: it gives the link back.
+        """
         idle = self._idle
-        if (idle and type(idle[-1]) is Link and not self._pending and not self._sending
+        if not (idle and type(idle[-1]) is Link and not self._pending and not self._sending
                 and not self._inline):
-            # Alone, with a link at hand (the common case of one await at a time): the
-            # command straight to the link's socket and its reply's future awaited here,
-            # without a batch's layers.
-            link: Link = idle.pop()  # type: ignore[assignment]
-            self._inline += 1
-            self.batches += 1
-            self.commands += 1
-            try:
-                reply = await link.send(*args)
-            except BaseException:  # the transport failed, or the caller was cancelled
-                await self._discard(link)
-                raise
-            finally:
-                self._inline -= 1
-            idle.append(link)
-            if isinstance(reply, Exception):
+            return self._batched(args)
+        link: Link = idle.pop()  # type: ignore[assignment]
+        self._inline += 1
+        self.batches += 1
+        self.commands += 1
+        try:
+            reply = link.send(*args)
+        except BaseException as exc:  # the transport failed, or an argument was refused
+            return self._settle(link, exc, inline=True)
+        return self._settle(link, reply, inline=True)
+
+    async def _settle(self, link: Link, reply: asyncio.Future[Any] | BaseException,
+                      inline: bool) -> Any:
+        """The reply of a command written on ``link`` (an error answer raised); gives the
+        link back, or drops it when the transport failed or the caller was cancelled."""
+        try:
+            if isinstance(reply, BaseException):
                 raise reply
-            return reply
+            answer = await reply
+        except BaseException:
+            await self._discard(link)
+            raise
+        finally:
+            if inline:
+                self._inline -= 1
+        self._idle.append(link)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def _batched(self, args: tuple[Any, ...]) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         entries = [(args, future)]
         if self._queued(entries):
@@ -121,7 +144,7 @@ class AutoPipeline:
 
     async def evalsha(self, sha: str, numkeys: int, *args: Any) -> Any:
         """``EVALSHA`` through the batch (what ``AsyncScript.__call__`` calls)."""
-        return await self.execute_command("EVALSHA", sha, numkeys, *args)
+        return await self.send("EVALSHA", sha, numkeys, *args)
 
     async def script_load(self, script: str | bytes) -> str:
         """``SCRIPT LOAD`` directly (after a ``NOSCRIPT``, e.g. a restarted server)."""
@@ -168,13 +191,40 @@ class AutoPipeline:
         ran). Like a batch it bypasses redis-py's ``Pipeline``, which reads every
         ``QUEUED`` reply through its own layers.
         """
-        replies = await self._exchange([("MULTI",), *commands, ("EXEC",)])
-        for reply in replies:
+        return await self.start_transaction(commands)
+
+    def start_transaction(self, commands: Sequence[tuple[Any, ...]]) -> Awaitable[list[Any]]:
+        """:meth:`transaction`, written now when a kept link is idle (else when awaited):
+        the awaitable of its replies, which must be awaited."""
+        wrapped = [("MULTI",), *commands, ("EXEC",)]
+        idle = self._idle
+        if not (idle and type(idle[-1]) is Link):
+            return self._executed(self._exchange(wrapped))
+        link: Link = idle.pop()  # type: ignore[assignment]
+        try:
+            futures = link.start(wrapped)
+        except BaseException as exc:  # the transport failed, or an argument was refused
+            return self._settle(link, exc, inline=False)
+        return self._executed(self._replies_of(link, futures))
+
+    @staticmethod
+    async def _executed(replies: Awaitable[list[Any]]) -> list[Any]:
+        found = await replies
+        for reply in found:
             if isinstance(reply, Exception):  # refused in MULTI (the first says why)
                 raise reply
-        result = replies[-1]
+        result = found[-1]
         assert isinstance(result, list)  # no WATCH: EXEC answers the replies
         return result
+
+    async def _replies_of(self, link: Link, futures: list[asyncio.Future[Any]]) -> list[Any]:
+        try:
+            replies = await link.replies(futures)
+        except BaseException:
+            await self._discard(link)
+            raise
+        self._idle.append(link)
+        return replies
 
     async def _replies(self, batch: Pending) -> list[Any]:
         """Every command's reply, or its own error answer; raises when the transport

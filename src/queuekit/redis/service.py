@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import bullmq
@@ -37,7 +37,7 @@ from queuekit.redis.keys import GET_STATE_KEYS, events_key, queue_key, rate_limi
 from queuekit.redis.layout import KeyLayout
 from queuekit.redis.ratelimit import RedisRateLimiter
 from queuekit.redis.schedules import RedisSchedules
-from queuekit.redis.waiters import JobWaiters
+from queuekit.redis.waiters import JobWaiters, told
 from queuekit.redis.wire import bullmq_options, with_trace_metadata
 from queuekit.redis.worker import RedisWorker
 from queuekit.schedules import JobSchedulerInfo, SchedulerSpec
@@ -153,25 +153,29 @@ class RedisQueueService(QueueService):
         return with_trace_metadata(opts, job.trace_metadata)
 
     async def _add(self, job: PreparedJob) -> str:
+        return await self._start_add(job, self._now_ms())
+
+    def _start_add(self, job: PreparedJob, created_ms: int) -> Awaitable[str]:
         command = self.add_command(job.queue)
         opts = self._wire_options(job)
         added = None if job.options.job_id else self._waiters.before_add(job.queue)
-        # bullmq's add script, sent through the auto-pipeline: concurrent adds of this
-        # process share one round trip.
-        job_id = await self.breaker.call(lambda: command(job.name, job.wire, opts))
-        if added is not None:
-            added([job_id])
-        return job_id
+        # bullmq's add script, written now through the auto-pipeline (concurrent adds of
+        # this process share one round trip); its reply is awaited by the caller.
+        pending = self.breaker.start(command.start, job.name, job.wire, opts, created_ms)
+        return pending if added is None else told(pending, added)
 
     async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
+        return await self._start_add_bulk(jobs, self._now_ms())
+
+    def _start_add_bulk(self, jobs: Sequence[PreparedJob],
+                        created_ms: int) -> Awaitable[list[str]]:
         command = self.add_command(jobs[0].queue)
-        calls = [command.build(job.name, job.wire, self._wire_options(job)) for job in jobs]
+        calls = [command.build(job.name, job.wire, self._wire_options(job), created_ms)
+                 for job in jobs]
         added = (None if any(job.options.job_id for job in jobs)
                  else self._waiters.before_add(jobs[0].queue))
-        ids = await self.breaker.call(lambda: command.add_many(self.connection.client, calls))
-        if added is not None:
-            added(ids)
-        return ids
+        pending = self.breaker.start(command.start_many, self.connection.client, calls)
+        return pending if added is None else told(pending, added)
 
     async def _add_flow(self, entries: Sequence[FlowEntry]) -> None:
         await self.flows.add(entries)
@@ -394,4 +398,3 @@ class RedisQueueService(QueueService):
         await self._pipe.aclose()
         if self._owns_connection:
             await self.connection.close()
-

@@ -32,9 +32,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -43,6 +43,8 @@ from queuekit.jobs import JobInfo
 from queuekit.redis.final_reads import WATCHED, FinalReads
 from queuekit.redis.link import DedicatedLink
 from queuekit.waiting import JobWatch
+
+_Added = TypeVar("_Added", str, list[str])
 
 log = logging.getLogger("queuekit.redis.waiters")
 
@@ -343,3 +345,11 @@ class JobWaiters:
                     await self._release_client(reader.client)
                 except (RedisError, OSError) as exc:
                     log.debug("releasing the events reader of %s: %s", reader.queue, exc)
+
+
+async def told(pending: Awaitable[_Added], added: Callable[[list[str]], None]) -> _Added:
+    """The id (or ids) of jobs being added (``pending``), told to ``added`` (what
+    :meth:`JobWaiters.before_add` gave) once known."""
+    found = await pending
+    added(found if isinstance(found, list) else [found])
+    return found
