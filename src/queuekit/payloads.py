@@ -30,7 +30,13 @@ class JobPayload(BaseModel):
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-ready camelCase dict that is stored in Redis."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        wire: dict[str, Any] = self.__pydantic_serializer__.to_python(  # model_dump's core
+            self, mode="json", by_alias=True, exclude_none=True)
+        return wire
+
+    def wire_json(self) -> bytes:
+        """The JSON of :meth:`to_wire` (compact, UTF-8), serialised in one step."""
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude_none=True)
 
 
 class BankSyncJobData(JobPayload):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, TypeVar
 
 from queuekit.errors import PayloadValidationError
@@ -91,10 +92,19 @@ class PreparedJob:
     queue: str
     name: str
     payload: JobPayload
-    wire: dict[str, Any]
     options: ResolvedOptions
     #: BullMQ's ``tm``: the trace context of the add (``queuekit.tracing``), or None.
     trace_metadata: str | None = None
+
+    @cached_property
+    def wire(self) -> dict[str, Any]:
+        """The payload's camelCase dict (:meth:`JobPayload.to_wire`), made on first use."""
+        return self.payload.to_wire()
+
+    @cached_property
+    def data_json(self) -> bytes:
+        """The payload's camelCase JSON as it is stored (:meth:`JobPayload.wire_json`)."""
+        return self.payload.wire_json()
 
     def info(self, job_id: str, created_ms: int) -> JobInfo:
         """The ``JobInfo`` of this job just after it was written as ``job_id``."""

@@ -87,17 +87,20 @@ class SensitiveKeyPolicy:
                 ],
             )
 
-    def check_payload(self, model: type[JobPayload], wire: Mapping[str, Any],
+    def check_payload(self, model: type[JobPayload], payload: JobPayload,
                       subject: str) -> None:
         """:meth:`check` a validated payload of ``model``, walking only the fields whose
         type can hold arbitrary keys (the others were checked once, by name)."""
         dynamic = self._dynamic.get(model)
         if dynamic is None:
             dynamic = self._dynamic[model] = dynamic_fields(model, self)
-        if dynamic is True:
-            self.check(wire, subject)
-        elif dynamic:
+        if not dynamic:
+            return
+        wire = payload.to_wire()
+        if isinstance(dynamic, tuple):
             self.check({k: wire[k] for k in dynamic if k in wire}, subject)
+        else:  # a field's own name looks like a secret: the whole payload is named
+            self.check(wire, subject)
 
 
 _SCALARS = (str, int, float, bool, dt.date, dt.datetime, type(None))

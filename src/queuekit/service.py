@@ -91,16 +91,18 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
         model = self.registry.model_for(queue)
         subject = f"payload for queue {queue!r}"
         payload = validate_model(model, data, subject)
-        wire = payload.to_wire()
-        self._sensitive.check_payload(model, wire, subject)
+        self._sensitive.check_payload(model, payload, subject)
         if not isinstance(name, str) or not name.strip():
             raise PayloadValidationError(
                 "job", [FieldError("name", "must be a non-empty string")]
             )
         if options is None:  # the common case: the configured defaults, resolved once
-            return PreparedJob(queue, name, payload, wire, self._default_options)
-        opts = validate_model(JobOptions, options, "job options")
-        return PreparedJob(queue, name, payload, wire, opts.resolve(self.settings.jobs))
+            job = PreparedJob(queue, name, payload, self._default_options)
+        else:
+            opts = validate_model(JobOptions, options, "job options")
+            job = PreparedJob(queue, name, payload, opts.resolve(self.settings.jobs))
+        job.data_json  # noqa: B018 - serialised now: a failure is the caller's, before any write
+        return job
 
     async def add_job(self, queue: str, name: str, data: JobData,
                       options: OptionsArg = None) -> JobInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -38,6 +39,24 @@ def test_wire_format_is_the_typescript_interfaces() -> None:
                                 "startDate": "2026-01-01", "endDate": "2026-01-31"}
     assert AnalyticsJobData(user_id="u", event="login").to_wire() == {
         "userId": "u", "event": "login", "properties": {}}
+
+
+def test_the_stored_json_is_the_json_of_the_wire_dict() -> None:
+    from queuekit.redis.commands import _dumps
+
+    plain = BankSyncJobData(user_id="u-1", account_id="a", sync_type="full")
+    # ASCII: byte for byte what bullmq's json.dumps(separators=(",", ":")) writes.
+    assert plain.wire_json() == _dumps(plain.to_wire()).encode()
+    report = ReportJobData(user_id="u", report_type="custom", start_date=dt.date(2026, 1, 1),
+                           end_date=dt.date(2026, 2, 28))
+    assert report.wire_json() == _dumps(report.to_wire()).encode()
+    # Beyond ASCII, nested data, numbers: UTF-8 as Node's JSON.stringify writes it, and
+    # the same value once parsed.
+    rich = NotificationJobData(user_id="Zoë", type="email", template_id="t", data={
+        "amount": 12.5, "big": 10**16, "tiny": 1e-7, "nested": {"list": [1, "zwei", None]},
+        "when": dt.datetime(2026, 12, 3, 6, 0, tzinfo=dt.UTC), "emoji": "✓"})
+    assert json.loads(rich.wire_json()) == json.loads(_dumps(rich.to_wire())) == rich.to_wire()
+    assert "Zoë".encode() in rich.wire_json()
 
 
 def test_both_spellings_are_accepted_and_round_trip() -> None:

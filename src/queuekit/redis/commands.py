@@ -108,7 +108,9 @@ class AddJobCommand:
         if opts is not self._opts:
             self._packed_opts = msgpack.packb(bullmq_job_opts(opts))
             self._opts = opts
-        args: list[Any] = [packed_args, _dumps(data), self._packed_opts]
+        # ``data``: the payload's JSON already (bytes), or a JSON-ready value.
+        args: list[Any] = [packed_args, data if type(data) is bytes else _dumps(data),
+                           self._packed_opts]
         delay = opts.get("delay")
         if delay:
             script = "addDelayedJob"

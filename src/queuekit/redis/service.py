@@ -161,7 +161,7 @@ class RedisQueueService(QueueService):
         added = None if job.options.job_id else self._waiters.before_add(job.queue)
         # bullmq's add script, written now through the auto-pipeline (concurrent adds of
         # this process share one round trip); its reply is awaited by the caller.
-        pending = self.breaker.start(command.start, job.name, job.wire, opts, created_ms)
+        pending = self.breaker.start(command.start, job.name, job.data_json, opts, created_ms)
         return pending if added is None else told(pending, added)
 
     async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
@@ -170,7 +170,7 @@ class RedisQueueService(QueueService):
     def _start_add_bulk(self, jobs: Sequence[PreparedJob],
                         created_ms: int) -> Awaitable[list[str]]:
         command = self.add_command(jobs[0].queue)
-        calls = [command.build(job.name, job.wire, self._wire_options(job), created_ms)
+        calls = [command.build(job.name, job.data_json, self._wire_options(job), created_ms)
                  for job in jobs]
         added = (None if any(job.options.job_id for job in jobs)
                  else self._waiters.before_add(jobs[0].queue))
