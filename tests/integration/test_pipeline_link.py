@@ -1,7 +1,8 @@
 """The auto-pipeline over real Redis: its connections are driven by ``Link`` (hiredis fed
 from the socket), replies and error answers reach their own callers, a broken or timed
 out connection is dropped and the next batch opens a new one, and closing gives every
-connection back to its pool."""
+connection back to its pool; a command sent with ``send`` is written before its reply
+is awaited."""
 
 from __future__ import annotations
 
@@ -176,4 +177,37 @@ async def test_a_lone_command_goes_straight_to_a_kept_link(client: Redis,
     with pytest.raises(ResponseError, match="WRONGTYPE"):  # an error answer is raised
         await pipe.execute_command("HGET", f"{key_prefix}:0", "f")
     assert pipe._idle == [link]
+    await pipe.aclose()
+
+
+async def test_a_sent_command_runs_before_its_reply_is_awaited(client: Redis,
+                                                               key_prefix: str) -> None:
+    pipe = AutoPipeline(client)
+    await pipe.execute_command("PING")  # opens the link
+    (link,) = pipe._idle
+    key = f"{key_prefix}:sent"
+    pending = pipe.send("SET", key, "v")
+    # Another connection sees the value while the reply is still unread.
+    assert await eventually(lambda: client.get(key), lambda value: value == "v") == "v"
+    assert not pipe._idle  # the link is the pending reply's until it is awaited
+    assert await pending == "OK"
+    assert pipe._idle == [link]
+
+    # A transaction too: written at once, its replies when awaited.
+    started = pipe.start_transaction([("INCR", f"{key}:n"), ("GET", key)])
+    assert await eventually(lambda: client.get(f"{key}:n"), lambda n: n == "1") == "1"
+    assert await started == [1, "v"]
+    assert pipe._idle == [link]
+    await pipe.aclose()
+
+
+async def test_commands_sent_while_one_is_pending_still_get_their_own_replies(
+        client: Redis, key_prefix: str) -> None:
+    pipe = AutoPipeline(client)
+    await pipe.execute_command("PING")
+    key = f"{key_prefix}:n"
+    pending = pipe.send("INCR", key)
+    later = [await pipe.execute_command("INCR", key) for _ in range(3)]  # batched meanwhile
+    first = await pending
+    assert sorted([first, *later]) == [1, 2, 3, 4]
     await pipe.aclose()
