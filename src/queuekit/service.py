@@ -1,7 +1,7 @@
 """The ``QueueService`` contract, shared by the Redis and the in-memory implementations.
 
 Public methods validate and log; the backends implement small private hooks
-(``_add``, ``_add_bulk``, ``_start_worker``, ``_get_raw_job``, ``_get_counts`` ...).
+(``_start_add``, ``_start_add_bulk``, ``_start_worker``, ``_get_raw_job``, ``_get_counts`` ...).
 """
 
 from __future__ import annotations
@@ -116,11 +116,11 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
             await self._admit([job])
         if job.options.deduplication is not None:  # the existing job when a duplicate
             return await self._add_deduplicated_job(job)
+        now = self._now_ms()  # the job's timestamp, in the store and in its record
         if self._tracer is not None:
-            job_id = await traced_add(self._tracer, job, self._add)
-            return job.info(job_id, self._now_ms())
+            job_id = await traced_add(self._tracer, job, lambda j: self._start_add(j, now))
+            return job.info(job_id, now)
         # The write goes out first; the job's record is built while the store runs it.
-        now = self._now_ms()
         pending = self._start_add(job, now)
         info = built_while(pending, lambda: job.info("", now))
         job_id = await pending
@@ -149,18 +149,22 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
         if any(job.options.deduplication is not None for job in prepared):
             # Each may answer with an existing job: one add (and round trip) per job.
             return [await self._add_deduplicated_job(job) if job.options.deduplication
-                    else job.info(await self._add(job), self._now_ms()) for job in prepared]
+                    else await self._add_recorded(job) for job in prepared]
+        now = self._now_ms()
         if self._tracer is not None:
-            ids = await traced_add_bulk(self._tracer, prepared, self._add_bulk)
-            now = self._now_ms()
+            ids = await traced_add_bulk(self._tracer, prepared,
+                                        lambda jobs: self._start_add_bulk(jobs, now))
             return [job.info(job_id, now) for job, job_id in zip(prepared, ids, strict=True)]
         # As add_job: the records are built while the store runs the write.
-        now = self._now_ms()
         pending = self._start_add_bulk(prepared, now)
         infos = built_while(pending, lambda: [job.info("", now) for job in prepared])
         ids = await pending
         log.debug("%d jobs added to %s", len(ids), queue, extra={"queue": str(queue)})
         return [with_id(info, job_id) for info, job_id in zip(infos, ids, strict=True)]
+
+    async def _add_recorded(self, job: PreparedJob) -> JobInfo:
+        now = self._now_ms()
+        return job.info(await self._start_add(job, now), now)
 
     async def _admit(self, jobs: Sequence[PreparedJob]) -> None:
         """Refuse jobs beyond their queue's per-user rate limit, before anything is written."""
@@ -335,23 +339,15 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
         return int(time.time() * 1000)
 
     @abc.abstractmethod
-    async def _add(self, job: PreparedJob) -> str:
-        """Write one validated job; return its id."""
-
     def _start_add(self, job: PreparedJob, created_ms: int) -> Awaitable[str]:
-        """:meth:`_add`, with the write sent now where the backend can (Redis), the job
-        created at ``created_ms``: the awaitable of the id, which must be awaited. By
-        default it runs when awaited (the store's clock is the service's)."""
-        return self._add(job)
-
-    def _start_add_bulk(self, jobs: Sequence[PreparedJob],
-                        created_ms: int) -> Awaitable[list[str]]:
-        """:meth:`_add_bulk` as :meth:`_start_add` is to :meth:`_add`."""
-        return self._add_bulk(jobs)
+        """Write one validated job, created at ``created_ms``, sent now where the backend
+        can (Redis): the awaitable of its id, which must be awaited."""
 
     @abc.abstractmethod
-    async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
-        """Write validated jobs of one queue at once; return their ids in order."""
+    def _start_add_bulk(self, jobs: Sequence[PreparedJob],
+                        created_ms: int) -> Awaitable[list[str]]:
+        """Write validated jobs of one queue at once, as :meth:`_start_add`: the awaitable
+        of their ids in order."""
 
     @abc.abstractmethod
     def _start_worker(self, queue: str, processor: Processor,

@@ -139,6 +139,14 @@ async def test_bulk_add_deduplicates_within_the_batch(service: QueueService) -> 
     assert (await service.get_job_counts(BANK))["waiting"] == 2
 
 
+async def test_the_plain_jobs_of_a_deduplicating_bulk_return_what_is_stored(
+        service: QueueService) -> None:
+    jobs = await service.add_jobs(BANK, [("sync", sync(), dedup())] + [
+        ("sync", sync(f"a{i}")) for i in range(2, 7)])
+    for job in jobs[1:]:  # created_at is the timestamp the job was written with
+        assert await service.get_job(BANK, job.id) == job
+
+
 @pytest.mark.parametrize(("fields", "field"), [
     ({"id": ""}, "deduplication.id"),
     ({"id": "   "}, "deduplication.id"),

@@ -117,6 +117,16 @@ async def test_a_bulk_add_has_one_span_that_every_job_continues(
     assert {s.parent.span_id for s in spans if s.parent} == {bulk.context.span_id}
 
 
+async def test_traced_adds_return_the_records_the_store_keeps(
+        service_factory: ServiceFactory, exporter: InMemorySpanExporter) -> None:
+    service = await service_factory()
+    added = [await service.add_job(BANK, "sync", sync(f"u{i}")) for i in range(5)]
+    added += await service.add_jobs(BANK, [("sync", sync(f"b{i}")) for i in range(5)])
+    assert len(spans_named(exporter, "addBulk bank-sync")) == 1
+    for job in added:  # created_at is the timestamp the job was written with
+        assert await service.get_job(BANK, job.id) == job
+
+
 async def test_the_context_is_stored_as_bullmq_otel_metadata(
         service_factory: ServiceFactory, exporter: InMemorySpanExporter,
         backend: str) -> None:

@@ -165,15 +165,17 @@ class InMemoryQueueService(QueueService):
             return None
         return queue.limit_end(now) or None
 
-    def store_job(self, job: PreparedJob, job_id: str | None = None) -> str:
-        """Write a validated job (under ``job_id`` when given); return its id."""
+    def store_job(self, job: PreparedJob, job_id: str | None = None,
+                  created_ms: int | None = None) -> str:
+        """Write a validated job (under ``job_id`` when given, created at ``created_ms``,
+        else now); return its id."""
         queue = self.queue_store(job.queue)
         custom = job.options.job_id
         if custom is not None and custom in queue.jobs:
             return custom
         if job_id is None:
             job_id = custom if custom is not None else str(next(queue.ids))
-        now = self.clock.now_ms()
+        now = self.clock.now_ms() if created_ms is None else created_ms
         stored = StoredJob(id=job_id, name=job.name, data=copy_json(job.wire),
                            options=job.options, timestamp=now,
                            trace_metadata=job.trace_metadata)
@@ -184,13 +186,13 @@ class InMemoryQueueService(QueueService):
                    delay if delay > 0 else None)
         return job_id
 
-    async def _add(self, job: PreparedJob) -> str:
-        job_id = self.store_job(job)
+    async def _start_add(self, job: PreparedJob, created_ms: int) -> str:
+        job_id = self.store_job(job, created_ms=created_ms)
         self.queue_store(job.queue).notify()
         return job_id
 
-    async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
-        ids = [self.store_job(job) for job in jobs]
+    async def _start_add_bulk(self, jobs: Sequence[PreparedJob], created_ms: int) -> list[str]:
+        ids = [self.store_job(job, created_ms=created_ms) for job in jobs]
         self.queue_store(jobs[0].queue).notify()
         return ids
 

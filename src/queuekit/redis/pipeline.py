@@ -76,10 +76,11 @@ class AutoPipeline:
             return self._settle(link, exc, inline=True)
         return self._settle(link, reply, inline=True)
 
-    async def _settle(self, link: Link, reply: asyncio.Future[Any] | BaseException,
+    async def _settle(self, link: Link, reply: Awaitable[Any] | BaseException,
                       inline: bool) -> Any:
-        """The reply of a command written on ``link`` (an error answer raised); gives the
-        link back, or drops it when the transport failed or the caller was cancelled."""
+        """The reply (``reply``'s result) of what was written on ``link``, an error answer
+        raised; gives the link back, or drops it when the transport failed or the caller
+        was cancelled."""
         try:
             if isinstance(reply, BaseException):
                 raise reply
@@ -205,7 +206,7 @@ class AutoPipeline:
             futures = link.start(wrapped)
         except BaseException as exc:  # the transport failed, or an argument was refused
             return self._settle(link, exc, inline=False)
-        return self._executed(self._replies_of(link, futures))
+        return self._executed(self._settle(link, link.replies(futures), inline=False))
 
     @staticmethod
     async def _executed(replies: Awaitable[list[Any]]) -> list[Any]:
@@ -216,15 +217,6 @@ class AutoPipeline:
         result = found[-1]
         assert isinstance(result, list)  # no WATCH: EXEC answers the replies
         return result
-
-    async def _replies_of(self, link: Link, futures: list[asyncio.Future[Any]]) -> list[Any]:
-        try:
-            replies = await link.replies(futures)
-        except BaseException:
-            await self._discard(link)
-            raise
-        self._idle.append(link)
-        return replies
 
     async def _replies(self, batch: Pending) -> list[Any]:
         """Every command's reply, or its own error answer; raises when the transport

@@ -152,9 +152,6 @@ class RedisQueueService(QueueService):
             opts = bullmq_options(job.options)
         return with_trace_metadata(opts, job.trace_metadata)
 
-    async def _add(self, job: PreparedJob) -> str:
-        return await self._start_add(job, self._now_ms())
-
     def _start_add(self, job: PreparedJob, created_ms: int) -> Awaitable[str]:
         command = self.add_command(job.queue)
         opts = self._wire_options(job)
@@ -163,9 +160,6 @@ class RedisQueueService(QueueService):
         # this process share one round trip); its reply is awaited by the caller.
         pending = self.breaker.start(command.start, job.name, job.data_json, opts, created_ms)
         return pending if added is None else told(pending, added)
-
-    async def _add_bulk(self, jobs: Sequence[PreparedJob]) -> list[str]:
-        return await self._start_add_bulk(jobs, self._now_ms())
 
     def _start_add_bulk(self, jobs: Sequence[PreparedJob],
                         created_ms: int) -> Awaitable[list[str]]:
