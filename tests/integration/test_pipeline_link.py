@@ -211,3 +211,33 @@ async def test_commands_sent_while_one_is_pending_still_get_their_own_replies(
     first = await pending
     assert sorted([first, *later]) == [1, 2, 3, 4]
     await pipe.aclose()
+
+
+async def test_a_script_the_server_loses_again_after_its_load_is_loaded_again(
+        client: Redis, key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server restarted between the SCRIPT LOAD and the EVALSHA (its client retried onto
+    # the new one) has forgotten the script again: the call loads it again.
+    pipe = AutoPipeline(client)
+    script = client.register_script("return redis.call('INCR', KEYS[1])")
+    key = f"{key_prefix}:runs"
+    await client.script_flush()
+    losses = iter([True, True, False])
+    load = pipe.script_load
+
+    async def load_then_restart(text: str | bytes) -> str:
+        sha = await load(text)
+        if next(losses):
+            await client.script_flush()
+        return sha
+
+    monkeypatch.setattr(pipe, "script_load", load_then_restart)
+    assert await pipe.run_script(script, [key], []) == 1  # three loads, one run
+    assert await client.get(key) == "1"
+
+    # A server that forgets it every time: the NOSCRIPT answer after the last load.
+    losses = iter([True] * 4)
+    await client.script_flush()
+    with pytest.raises(NoScriptError):
+        await pipe.run_script(script, [key], [])
+    assert await client.get(key) == "1"
+    await pipe.aclose()

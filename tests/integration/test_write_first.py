@@ -1,10 +1,14 @@
 """A bulk add whose script the server lost is sent again whole: all of it is added,
 once (the write goes out before the lost script is known: see AddJobCommand.start_many);
-the records the adds return are those Redis stores."""
+the records the adds return are those Redis stores; a script the server loses again
+right after its load (a restart in between) is loaded again."""
 
 from __future__ import annotations
 
-from queuekit import BankSyncJobData, JobState, QueueName, RedisQueueService
+import pytest
+from redis.asyncio import Redis
+
+from queuekit import BankSyncJobData, JobState, JobTimeoutError, QueueName, RedisQueueService
 from tests.conftest import SettingsFactory
 from tests.support.redis_server import RedisServer
 
@@ -44,5 +48,33 @@ async def test_a_bulk_add_after_the_server_lost_its_scripts_is_sent_again_whole(
         lone = await qs.add_job(BANK, "sync", _sync(7))
         assert (await qs.get_job_counts(BANK))["waiting"] == 6
         assert (await qs.get_job(BANK, lone.id)) is not None
+    finally:
+        await qs.close()
+
+
+async def test_waiting_survives_a_restart_between_loading_the_state_script_and_running_it(
+        make_settings: SettingsFactory, redis_server: RedisServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # wait_for_job's first look runs the state script; a Redis restarted right after its
+    # load (seen in CI: the look straddled a kill) lost it again: it is loaded again.
+    qs = await RedisQueueService.connect(make_settings())
+    try:
+        job = await qs.add_job(BANK, "sync", _sync(0))
+        load = Redis.script_load  # whichever client loads it (redis-py's or ours)
+        restarts = iter([True])
+
+        async def load_then_restart(client: Redis, text: str | bytes) -> str:
+            sha = await load(client, text)
+            if next(restarts, False):
+                with redis_server.client() as sync_client:
+                    sync_client.script_flush()
+            return str(sha)
+
+        monkeypatch.setattr(Redis, "script_load", load_then_restart)
+        with redis_server.client() as sync_client:
+            sync_client.script_flush()
+        with pytest.raises(JobTimeoutError):  # no worker: the look itself must not fail
+            await qs.wait_for_job(BANK, job.id, timeout=0.05)
+        assert next(restarts, None) is None  # the look went through the lost load
     finally:
         await qs.close()

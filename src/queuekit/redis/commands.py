@@ -213,12 +213,7 @@ class AddJobCommand:
 
     async def _job_id(self, reply: Awaitable[Any], script: Any, keys: list[str],
                       args: list[Any]) -> str:
-        try:
-            result = await reply
-        except NoScriptError:  # a restarted server lost its script cache
-            script.sha = await self._pipe.script_load(script.script)
-            result = await self._pipe.execute_command("EVALSHA", script.sha, len(keys),
-                                                      *keys, *args)
+        result = await self._pipe.run_script(script, keys, args, sent=reply)
         if isinstance(result, int) and result < 0:
             raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
         return str(result)

@@ -23,7 +23,6 @@ import msgpack
 from bullmq.backends.redis_backend import RedisBackend
 from bullmq.job import Job
 from bullmq.redis_connection import RedisConnection
-from redis.exceptions import NoScriptError
 
 from queuekit.processors import Processor
 from queuekit.redis.breaker import UNAVAILABLE_ERRORS
@@ -145,14 +144,7 @@ class FastWorker(RedisWorker):
         return keys, [self._scripts.keys[""], round(time.time() * 1000), opts]
 
     async def _scripts_call(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._commands[name]
-        try:
-            return await self._pipe.execute_command("EVALSHA", script.sha, len(keys), *keys,
-                                                    *args)
-        except NoScriptError:  # a restarted Redis lost its script cache: load it again
-            script.sha = await self._pipe.script_load(script.script)
-            return await self._pipe.execute_command("EVALSHA", script.sha, len(keys), *keys,
-                                                    *args)
+        return await self._pipe.run_script(self._commands[name], keys, args)
 
     async def _wait_for_marker(self) -> None:
         """Block on the marker key until a job may be there (or a delayed one is due)."""

@@ -22,11 +22,14 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from queuekit.redis.link import Link
 
 Pending = list[tuple[tuple[Any, ...], "asyncio.Future[Any]"]]
+
+#: How often a script is loaded for one call before its ``NOSCRIPT`` is the answer.
+SCRIPT_LOADS = 3
 
 
 class AutoPipeline:
@@ -150,6 +153,24 @@ class AutoPipeline:
     async def script_load(self, script: str | bytes) -> str:
         """``SCRIPT LOAD`` directly (after a ``NOSCRIPT``, e.g. a restarted server)."""
         return str(await self._client.script_load(script))
+
+    async def run_script(self, script: Any, keys: Sequence[Any], args: Sequence[Any],
+                         sent: Awaitable[Any] | None = None) -> Any:
+        """The reply of redis-py ``script`` run with ``keys`` and ``args`` (``sent``: its
+        ``EVALSHA`` written already), loading it where the server lost it (a restart).
+
+        A server restarted between the load and the call (its client retried onto the new
+        one) has lost it again: it is loaded up to :data:`SCRIPT_LOADS` times.
+        """
+        reply = sent if sent is not None else self.send(
+            "EVALSHA", script.sha, len(keys), *keys, *args)
+        for _ in range(SCRIPT_LOADS):
+            try:
+                return await reply
+            except NoScriptError:
+                script.sha = await self.script_load(script.script)
+                reply = self.send("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await reply
 
     def _flush(self) -> None:
         self._scheduled = False

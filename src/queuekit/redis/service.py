@@ -316,16 +316,15 @@ class RedisQueueService(QueueService):
 
     async def _job_state(self, queue: str, job_id: str) -> JobState | None:
         # wait_for_job's first look: the state script alone (as Node's isFinished),
-        # through the auto-pipeline; bullmq's own call after a NOSCRIPT or on old Redis.
+        # through the auto-pipeline; bullmq's own call on old Redis (no ZMSCORE).
         bull_queue = self.get_queue(queue)
         scripts = bull_queue.scripts
-        sha = scripts.commands["getStateV2"].sha
         keys = scripts.getKeys(list(GET_STATE_KEYS))
 
         async def look() -> Any:
             try:
-                return await self._pipe.evalsha(sha, len(keys), *keys, job_id,
-                                                scripts.toKey(job_id))
+                return await self._pipe.run_script(scripts.commands["getStateV2"], keys,
+                                                   [job_id, scripts.toKey(job_id)])
             except ResponseError:
                 return await bull_queue.getJobState(job_id)
 
