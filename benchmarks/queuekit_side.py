@@ -18,6 +18,7 @@ this module type-checks whether or not the library is importable.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import inspect
@@ -39,9 +40,15 @@ def _containers() -> Any:
     return importlib.import_module("containers")
 
 
+@functools.cache
+def _payload_model() -> Any:
+    return _queuekit().BankSyncJobData
+
+
 def _job_data(index: int) -> Any:
-    # The same payload as benchmarks.common.payload(index), as the pydantic model.
-    return _queuekit().BankSyncJobData(
+    # The same payload as benchmarks.common.payload(index), as the pydantic model (the
+    # class looked up once: an application imports it once, not per job).
+    return _payload_model()(
         user_id=f"user-{index}", account_id=f"acct-{index}", sync_type="incremental"
     )
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from queuekit.errors import PayloadValidationError
 from queuekit.jobs import (
@@ -85,6 +84,29 @@ class NewJob:
     options: OptionsArg = None
 
 
+class _kept(Generic[T]):  # noqa: N801 - used as a decorator, as cached_property
+    """``functools.cached_property`` without its lock (Python 3.11 takes an ``RLock`` on
+    every first read, a third of the cost of serialising a small payload): the value is
+    made on first read and kept in the instance's ``__dict__``, which later reads find
+    first. Two threads reading at once may both make it; either value is the same."""
+
+    def __init__(self, make: Callable[[Any], T]) -> None:
+        self._make = make
+        self._name = make.__name__
+        self.__doc__ = make.__doc__
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _kept[T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any]) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type[Any]) -> _kept[T] | T:
+        if instance is None:
+            return self
+        value = instance.__dict__[self._name] = self._make(instance)
+        return value
+
+
 @dataclass(frozen=True)
 class PreparedJob:
     """A job that passed every check and is ready to be written."""
@@ -96,12 +118,23 @@ class PreparedJob:
     #: BullMQ's ``tm``: the trace context of the add (``queuekit.tracing``), or None.
     trace_metadata: str | None = None
 
-    @cached_property
+    @classmethod
+    def checked(cls, queue: str, name: str, payload: JobPayload,
+                options: ResolvedOptions) -> PreparedJob:
+        """``PreparedJob(queue, name, payload, options)`` with its :attr:`data_json` made
+        now (a payload that cannot be serialised fails here, before anything is written),
+        every field set at once as :func:`_job_info` does."""
+        job: PreparedJob = _new(cls)
+        job.__dict__.update(queue=queue, name=name, payload=payload, options=options,
+                            trace_metadata=None, data_json=payload.wire_json())
+        return job
+
+    @_kept
     def wire(self) -> dict[str, Any]:
         """The payload's camelCase dict (:meth:`JobPayload.to_wire`), made on first use."""
         return self.payload.to_wire()
 
-    @cached_property
+    @_kept
     def data_json(self) -> bytes:
         """The payload's camelCase JSON as it is stored (:meth:`JobPayload.wire_json`)."""
         return self.payload.wire_json()

@@ -97,12 +97,12 @@ class QueueService(FlowsMixin, CancellationMixin, ControlsMixin, JobWaitMixin, S
                 "job", [FieldError("name", "must be a non-empty string")]
             )
         if options is None:  # the common case: the configured defaults, resolved once
-            job = PreparedJob(queue, name, payload, self._default_options)
+            resolved = self._default_options
         else:
-            opts = validate_model(JobOptions, options, "job options")
-            job = PreparedJob(queue, name, payload, opts.resolve(self.settings.jobs))
-        job.data_json  # noqa: B018 - serialised now: a failure is the caller's, before any write
-        return job
+            resolved = validate_model(JobOptions, options, "job options").resolve(
+                self.settings.jobs)
+        # Serialised now: a failure is the caller's, before anything is written.
+        return PreparedJob.checked(queue, name, payload, resolved)
 
     async def add_job(self, queue: str, name: str, data: JobData,
                       options: OptionsArg = None) -> JobInfo:

@@ -213,7 +213,10 @@ class AddJobCommand:
 
     async def _job_id(self, reply: Awaitable[Any], script: Any, keys: list[str],
                       args: list[Any]) -> str:
-        result = await self._pipe.run_script(script, keys, args, sent=reply)
+        try:
+            result = await reply
+        except NoScriptError:  # a restarted server lost its script cache: load it again
+            result = await self._pipe.run_script(script, keys, args)
         if isinstance(result, int) and result < 0:
             raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
         return str(result)

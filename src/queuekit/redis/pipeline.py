@@ -154,23 +154,19 @@ class AutoPipeline:
         """``SCRIPT LOAD`` directly (after a ``NOSCRIPT``, e.g. a restarted server)."""
         return str(await self._client.script_load(script))
 
-    async def run_script(self, script: Any, keys: Sequence[Any], args: Sequence[Any],
-                         sent: Awaitable[Any] | None = None) -> Any:
-        """The reply of redis-py ``script`` run with ``keys`` and ``args`` (``sent``: its
-        ``EVALSHA`` written already), loading it where the server lost it (a restart).
+    async def run_script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The reply of redis-py ``script`` run with ``keys`` and ``args``, loading it where
+        the server lost it (a restart).
 
         A server restarted between the load and the call (its client retried onto the new
         one) has lost it again: it is loaded up to :data:`SCRIPT_LOADS` times.
         """
-        reply = sent if sent is not None else self.send(
-            "EVALSHA", script.sha, len(keys), *keys, *args)
         for _ in range(SCRIPT_LOADS):
             try:
-                return await reply
+                return await self.send("EVALSHA", script.sha, len(keys), *keys, *args)
             except NoScriptError:
                 script.sha = await self.script_load(script.script)
-                reply = self.send("EVALSHA", script.sha, len(keys), *keys, *args)
-        return await reply
+        return await self.send("EVALSHA", script.sha, len(keys), *keys, *args)
 
     def _flush(self) -> None:
         self._scheduled = False
