@@ -1,4 +1,5 @@
-"""The bookkeeping done while an add is in flight (``records.built_while``)."""
+"""The bookkeeping done while an add is in flight (``records.built_while``) and the
+record of a checked job (``PreparedJob.checked``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import asyncio
 
 import pytest
 
-from queuekit import records
+from queuekit import BankSyncJobData, records
+from queuekit.jobs import JobOptions
+from queuekit.settings import QueuekitSettings
 
 
 async def test_a_failed_build_leaves_the_add_to_finish_on_its_own() -> None:
@@ -35,3 +38,17 @@ async def test_a_build_returns_what_it_built() -> None:
     pending = add()
     assert records.built_while(pending, lambda: "record") == "record"
     assert await pending == "7"
+
+
+def test_a_checked_job_equals_the_dataclass_one_and_keeps_its_json() -> None:
+    payload = BankSyncJobData(user_id="u1", account_id="a1", sync_type="full")
+    options = JobOptions().resolve(QueuekitSettings().jobs)
+    checked = records.PreparedJob.checked("bank-sync", "sync", payload, options)
+    plain = records.PreparedJob("bank-sync", "sync", payload, options)
+    assert checked == plain and checked.trace_metadata is None
+    assert checked.__dict__["data_json"] == payload.wire_json()  # made at once
+    assert "data_json" not in plain.__dict__  # made on first read, then kept
+    assert plain.data_json == checked.data_json and "data_json" in plain.__dict__
+    assert plain.wire == {"userId": "u1", "accountId": "a1", "syncType": "full"}
+    assert plain.wire is plain.wire
+    assert isinstance(records.PreparedJob.__dict__["wire"], records._kept)
