@@ -233,11 +233,17 @@ async def test_a_script_the_server_loses_again_after_its_load_is_loaded_again(
     monkeypatch.setattr(pipe, "script_load", load_then_restart)
     assert await pipe.run_script(script, [key], []) == 1  # three loads, one run
     assert await client.get(key) == "1"
+    # Known lost (the caller met NOSCRIPT already): loaded before the first call.
+    sent = pipe.commands
+    losses = iter([False])
+    await client.script_flush()
+    assert await pipe.run_script(script, [key], [], lost=True) == 2
+    assert pipe.commands == sent + 1  # one EVALSHA, not a second NOSCRIPT first
 
     # A server that forgets it every time: the NOSCRIPT answer after the last load.
     losses = iter([True] * 4)
     await client.script_flush()
     with pytest.raises(NoScriptError):
         await pipe.run_script(script, [key], [])
-    assert await client.get(key) == "1"
+    assert await client.get(key) == "2"
     await pipe.aclose()

@@ -216,7 +216,7 @@ class AddJobCommand:
         try:
             result = await reply
         except NoScriptError:  # a restarted server lost its script cache: load it again
-            result = await self._pipe.run_script(script, keys, args)
+            result = await self._pipe.run_script(script, keys, args, lost=True)
         if isinstance(result, int) and result < 0:
             raise self._scripts.finishedErrors({"code": result, "command": "addJob"})
         return str(result)

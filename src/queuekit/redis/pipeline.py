@@ -154,19 +154,26 @@ class AutoPipeline:
         """``SCRIPT LOAD`` directly (after a ``NOSCRIPT``, e.g. a restarted server)."""
         return str(await self._client.script_load(script))
 
-    async def run_script(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    async def run_script(self, script: Any, keys: Sequence[Any], args: Sequence[Any],
+                         lost: bool = False) -> Any:
         """The reply of redis-py ``script`` run with ``keys`` and ``args``, loading it where
-        the server lost it (a restart).
+        the server lost it (a restart); ``lost``: it answered ``NOSCRIPT`` already, so the
+        script is loaded first.
 
         A server restarted between the load and the call (its client retried onto the new
         one) has lost it again: it is loaded up to :data:`SCRIPT_LOADS` times.
         """
-        for _ in range(SCRIPT_LOADS):
+        loads = 0
+        while True:
+            if lost:
+                script.sha = await self.script_load(script.script)
+                loads += 1
             try:
                 return await self.send("EVALSHA", script.sha, len(keys), *keys, *args)
             except NoScriptError:
-                script.sha = await self.script_load(script.script)
-        return await self.send("EVALSHA", script.sha, len(keys), *keys, *args)
+                if loads == SCRIPT_LOADS:
+                    raise
+                lost = True
 
     def _flush(self) -> None:
         self._scheduled = False
