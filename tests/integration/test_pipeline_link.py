@@ -247,3 +247,41 @@ async def test_a_script_the_server_loses_again_after_its_load_is_loaded_again(
         await pipe.run_script(script, [key], [])
     assert await client.get(key) == "2"
     await pipe.aclose()
+
+
+async def test_batches_in_flight_share_one_connection(client: Redis, key_prefix: str) -> None:
+    # As ioredis: batches go one behind the other on one socket (Redis answers several
+    # per read), not a connection each; the replies stay each caller's own.
+    pipe = AutoPipeline(client, max_batch=2)
+    await pipe.execute_command("PING")
+    key = f"{key_prefix}:n"
+    found = await asyncio.gather(*(pipe.execute_command("INCR", key) for _ in range(40)))
+    assert sorted(found) == list(range(1, 41))
+    assert pipe.batches >= 20  # twenty batches of two and the lone one ...
+    assert len(pipe._idle) <= 2  # ... on the link of the lone command and one shared
+    await pipe.aclose()
+
+
+async def test_a_shared_connection_that_fails_fails_every_batch_on_it_once(
+        client: Redis, key_prefix: str) -> None:
+    pipe = AutoPipeline(client, max_batch=2)
+    await pipe.execute_command("PING")
+    key = f"{key_prefix}:blocked"
+    # A lone command on a link of its own (so the rest go in batches) ...
+    held = asyncio.ensure_future(pipe.execute_command("BLPOP", f"{key}:alone", 5))
+    await eventually(lambda: asyncio.sleep(0, pipe._inline), lambda n: n == 1)
+    # ... and four batches on the shared link, the first stuck behind a blocking command.
+    calls = [asyncio.ensure_future(pipe.execute_batch(("BLPOP", key, 5), ("PING",))),
+             *(asyncio.ensure_future(pipe.execute_command("PING")) for _ in range(6))]
+    shared = await eventually(lambda: asyncio.sleep(0, pipe._shared),
+                              lambda link: link is not None and link.batches >= 4)
+    assert shared is not None
+    shared._transport.close()  # the connection breaks under them
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(r, RedisConnectionError) for r in results), results
+    assert pipe._shared is None and shared not in pipe._idle  # dropped, once
+    assert await pipe.execute_command("SET", f"{key_prefix}:k", "v") == "OK"  # reconnects
+    await client.lpush(f"{key}:alone", "x")
+    assert await held == [f"{key}:alone", "x"]  # the lone command's link was not touched
+    await pipe.aclose()
+    assert not client.connection_pool._in_use_connections

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from queuekit.redis.breaker import UNAVAILABLE_ERRORS
+from queuekit.redis.cluster import FAILOVER_ERRORS, FailoverCluster, through_failover
 from queuekit.redis.keys import CANCEL_REMOVABLE, cancel_channel, job_key, queue_key
 
 if TYPE_CHECKING:
@@ -69,7 +70,22 @@ async def cancel_job(service: RedisQueueService, queue: str, job_id: str) -> boo
                 return int(removed) == 1
         return False
 
-    done = await service.breaker.call(attempt)
+    run: Callable[[], Awaitable[bool | None]] = attempt
+    if isinstance(client, FailoverCluster):
+        # A WATCH pipeline meets a dead master as it is (redis-py resets its slot map on a
+        # plain command's connection error, not on this): reset it, and wait out the
+        # failover as plain commands do.
+        async def fresh_attempt() -> bool | None:
+            try:
+                return await attempt()
+            except FAILOVER_ERRORS:
+                await client.aclose()
+                raise
+
+        def run() -> Awaitable[bool | None]:
+            return through_failover(fresh_attempt, client.failover_wait)
+
+    done = await service.breaker.call(run)
     if done is not None:
         return done
     receivers = await service.breaker.call(

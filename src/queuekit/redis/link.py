@@ -52,6 +52,8 @@ class Link(asyncio.Protocol):
         # a command waits fails the link. One watchdog tick per quarter of it, not a timer
         # per call; `_since` is when the oldest waiting command last saw a reply arrive.
         self._timeout = timeout
+        #: Batches an auto-pipeline has in flight on this link (it shares one link).
+        self.batches = 0
         self._since = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
         if timeout:
@@ -101,6 +103,11 @@ class Link(asyncio.Protocol):
         self._waiting.append(future)
         self._transport.writelines(packed)
         return future
+
+    @property
+    def failed(self) -> bool:
+        """Whether the connection has failed (no command can be sent on it)."""
+        return self._lost is not None or self._transport.is_closing()
 
     def _check(self) -> None:
         if self._lost is None and self._transport.is_closing():

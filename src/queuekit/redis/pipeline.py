@@ -47,6 +47,8 @@ class AutoPipeline:
         self._sending: set[asyncio.Task[None]] = set()
         self._inline = 0  # lone commands being sent by their own caller
         self._idle: list[Link | AbstractConnection] = []
+        self._shared: Link | None = None  # the link batches in flight share
+        self._opening: asyncio.Future[None] | None = None  # set while one is being opened
         self.batches = 0
         self.commands = 0
 
@@ -248,24 +250,69 @@ class AutoPipeline:
         return await self._exchange([args for args, _ in batch])
 
     async def _exchange(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """``commands`` in one write on a connection of this object's, their replies."""
-        healthy = False
-        connection: Link | AbstractConnection | None = None
+        """``commands`` in one write on a connection of this object's, their replies.
+
+        Batches in flight at once go one behind the other on one link, as ioredis sends
+        all of a process's commands on one connection: Redis reads and answers several of
+        them per system call, where a connection each costs it a read and a write per
+        batch. A link keeps its replies in step whether or not their callers still wait.
+        """
+        connection = await self._batch_connection()
+        if not isinstance(connection, Link):
+            return await self._exchange_direct(connection, commands)
+        link = connection
+        link.batches += 1
         try:
-            connection = self._idle.pop() if self._idle else await self._connect()
-            if isinstance(connection, Link):  # its watchdog applies the timeout
-                replies = await connection.call(commands)
+            return await link.call(commands)
+        finally:
+            link.batches -= 1
+            if link.failed and self._shared is link:
+                self._shared = None  # no further batch on it; its last one discards it
+            if not link.batches:
+                if self._shared is link:
+                    self._shared = None
+                if link.failed:
+                    await self._discard(link)
+                else:
+                    self._idle.append(link)
+
+    async def _batch_connection(self) -> Link | AbstractConnection:
+        """The shared link, else a kept connection, else a new one; batches arriving while
+        it is being opened wait for it rather than open one each."""
+        while True:
+            link = self._shared
+            if link is not None and not link.failed:
+                return link
+            if self._idle:
+                connection = self._idle.pop()
+            elif self._opening is not None:
+                await asyncio.wait([self._opening])  # not cancelled if this caller is
+                continue
             else:
-                async with asyncio.timeout(self._timeout):
-                    replies = await self._call(connection, commands)
+                self._opening = asyncio.get_running_loop().create_future()
+                try:
+                    connection = await self._connect()
+                finally:
+                    opened, self._opening = self._opening, None
+                    opened.set_result(None)
+            if isinstance(connection, Link) and (self._shared is None or self._shared.failed):
+                self._shared = connection
+            return connection
+
+    async def _exchange_direct(self, connection: AbstractConnection,
+                               commands: list[tuple[Any, ...]]) -> list[Any]:
+        """``commands`` through redis-py's ``connection`` (no hiredis), one batch each."""
+        healthy = False
+        try:
+            async with asyncio.timeout(self._timeout):
+                replies = await self._call(connection, commands)
             healthy = True
             return replies
         finally:
-            if connection is not None:
-                if healthy:
-                    self._idle.append(connection)
-                else:
-                    await self._discard(connection)
+            if healthy:
+                self._idle.append(connection)
+            else:
+                await self._discard(connection)
 
     async def _connect(self) -> Link | AbstractConnection:
         return await Link.open(self._pool, self._timeout)
