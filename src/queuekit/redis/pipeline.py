@@ -11,7 +11,8 @@ this object keeps (redis-py's ``Pipeline`` costs about as much per batch as the 
 in a small one), through :class:`~queuekit.redis.link.Link` where hiredis is installed
 (one write and one future per reply, no stream layers), and capped at ``max_batch``
 commands: several small batches in flight keep Redis and this process busy
-at the same time, where one large batch makes each wait for the other.
+at the same time, where one large batch makes each wait for the other. Batches in flight
+at once go one behind the other on one link, as ioredis sends them.
 """
 
 from __future__ import annotations
