@@ -17,8 +17,9 @@ from benchmarks.implementations import Implementation, PythonImplementation, Set
 from benchmarks.node_side import NodeImplementation, NodeUnavailableError, ensure_node_modules
 from benchmarks.redis_server import RedisServer, RedisServerError
 from benchmarks.report import Environment, now, render
+from benchmarks.results import SCENARIOS, ImplResult, SuiteOptions
 from benchmarks.sides import load_side
-from benchmarks.suite import SCENARIOS, ImplResult, Suite, SuiteOptions
+from benchmarks.suite import Suite
 
 log = logging.getLogger("benchmarks")
 

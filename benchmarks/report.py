@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.commandstats import client_commands_per_job
-from benchmarks.suite import ImplResult, SuiteResult
+from benchmarks.results import ImplResult, SuiteResult
 from benchmarks.tables import (
     NA,
     close_table,
@@ -206,6 +206,9 @@ def render(result: SuiteResult, env: Environment) -> str:
     errors = [(r.label, s, e) for r in result.results for s, e in r.errors.items()]
     if errors:
         out += ["Failed measurements:", "", *(f"- {label}, {s}: {e}" for label, s, e in errors), ""]
+    if result.repeated:
+        out += ["Runs measured again after a side failed in them (the values are the second "
+                "try's):", "", *(f"- {line}" for line in result.repeated), ""]
     out += [
         "## How it is measured",
         "",

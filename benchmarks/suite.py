@@ -12,20 +12,12 @@ from __future__ import annotations
 
 import logging
 import secrets
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from benchmarks.commandstats import (
-    RedisSnapshot,
-    SuiteRedis,
-    per_job_calls,
-    redis_usec_per_job,
-    snapshot_delta,
-)
+from benchmarks.commandstats import SuiteRedis, snapshot_delta
 from benchmarks.common import percentile
 from benchmarks.implementations import Implementation, SliceSession
 from benchmarks.interleave import (
@@ -39,75 +31,13 @@ from benchmarks.interleave import (
 )
 from benchmarks.measure import WorkerReport
 from benchmarks.processes import PROCESS_COUNTS, supervised_rate
+from benchmarks.results import ImplResult, SuiteOptions, SuiteResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RSS_CONCURRENCY: Final = 50
 LATENCY_WARMUP: Final = 20
-
-SCENARIOS: Final = (
-    "add_one",
-    "add_in_flight",
-    "add_bulk",
-    "process_c1",
-    "process_c50",
-    "process_scheduled",
-    "latency",
-    "rss",
-    "processes",
-)
-
-@dataclass(frozen=True)
-class SuiteOptions:
-    """What to run."""
-
-    jobs: int
-    runs: int
-    latency_samples: int
-    rss_checkpoints: tuple[int, ...]
-    scenarios: frozenset[str] = frozenset(SCENARIOS)
-
-
-@dataclass
-class ImplResult:
-    """All values measured for one implementation; each list has one value per run."""
-
-    key: str
-    label: str
-    versions: dict[str, str] = field(default_factory=dict)
-    unavailable: str | None = None
-    values: dict[str, list[float]] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    commands: dict[str, list[dict[str, float]]] = field(default_factory=dict)
-    """Per scenario, per run: calls per job of each Redis command."""
-
-    def add(self, metric: str, value: float) -> None:
-        """Record one run's value of ``metric``."""
-        self.values.setdefault(metric, []).append(value)
-
-    def add_cost(self, scenario: str, delta: RedisSnapshot, jobs: int) -> None:
-        """Record what Redis did for one run of ``scenario`` (``jobs`` jobs)."""
-        self.commands.setdefault(scenario, []).append(per_job_calls(delta, jobs))
-        # Redis-side cost: command time (commandstats) and the server's CPU time per job.
-        self.add(f"{scenario}_redis_usec", redis_usec_per_job(delta, jobs))
-        self.add(f"{scenario}_redis_cpu_usec", delta.cpu_s * 1e6 / jobs)
-
-    def median(self, metric: str) -> float | None:
-        """Median over the runs of ``metric``, or None if it was not measured."""
-        found = self.values.get(metric)
-        return statistics.median(found) if found else None
-
-
-@dataclass
-class SuiteResult:
-    """Results of the whole suite."""
-
-    options: SuiteOptions
-    redis_version: str
-    results: list[ImplResult]
-    elapsed_s: float = 0.0
-
 
 _Scenario = Callable[[Implementation, str, ImplResult], Awaitable[None]]
 
@@ -128,6 +58,7 @@ class Suite:
         self._impls = implementations
         self._results = {impl.key: ImplResult(impl.key, impl.label) for impl in implementations}
         self._unavailable = unavailable
+        self._repeated: list[str] = []
 
     async def run(self) -> SuiteResult:
         """Run everything; a failing measurement is recorded and the suite goes on."""
@@ -156,7 +87,8 @@ class Suite:
         finally:
             await self._redis.client.aclose()
         ordered = [self._results[impl.key] for impl in self._impls] + self._unavailable
-        return SuiteResult(self._options, redis_version, ordered, time.monotonic() - started)
+        return SuiteResult(self._options, redis_version, ordered, time.monotonic() - started,
+                           self._repeated)
 
     def _scenarios(self, run: int) -> list[tuple[str, _Scenario]]:
         scenarios: list[tuple[str, _Scenario]] = [
@@ -183,7 +115,28 @@ class Suite:
     ) -> None:
         """Open a session for every side on a fresh queue of its own (a side that cannot
         open one is recorded as failed), ``measure`` them all, close them, ``record`` what
-        was measured; the queues are deleted at the end."""
+        was measured; the queues are deleted at the end.
+
+        A run in which a side failed is measured once more, for every side, before the
+        failure stands (logged and listed in the report): one stall of one side's process
+        would otherwise cost every side that run's values."""
+        before = {impl.key: self._results[impl.key].mark() for impl in order}
+        await self._sides_once(order, scenario, run, open_side, measure, record)
+        failed = {key: error for impl in order
+                  for key, error in self._results[impl.key].errors_since(before[impl.key])}
+        if failed:
+            log.warning("%s run %d failed (%s): measuring it again", scenario, run, failed)
+            self._repeated.append(f"{scenario}, run {run}: {failed}"[:300])
+            for impl in order:  # back to before the failed run
+                self._results[impl.key].rewind(before[impl.key])
+            await self._sides_once(order, scenario, run, open_side, measure, record)
+
+    async def _sides_once(
+        self, order: list[Implementation], scenario: str, run: int,
+        open_side: Callable[[Implementation, str, AsyncExitStack], Awaitable[SliceSession]],
+        measure: Callable[[dict[str, SliceSession]], Awaitable[T]],
+        record: Callable[[T, dict[str, SliceSession]], None],
+    ) -> None:
         queues = {impl.key: self._queue_name(impl, scenario, run) for impl in order}
         sessions: dict[str, SliceSession] = {}
         try:

@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from benchmarks.commandstats import client_commands_per_job, is_client_command
-from benchmarks.suite import ImplResult, SuiteResult
+from benchmarks.results import ImplResult, SuiteResult
 
 NA = "\u2013"  # en dash
 
