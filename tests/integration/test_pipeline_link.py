@@ -285,3 +285,23 @@ async def test_a_shared_connection_that_fails_fails_every_batch_on_it_once(
     assert await held == [f"{key}:alone", "x"]  # the lone command's link was not touched
     await pipe.aclose()
     assert not client.connection_pool._in_use_connections
+
+
+async def test_a_kept_connection_the_server_closed_is_not_given_a_batch(
+        client: Redis, key_prefix: str) -> None:
+    pipe = AutoPipeline(client, max_batch=2)
+    await asyncio.gather(*(pipe.execute_command("PING") for _ in range(6)))
+    kept = [link for link in pipe._idle if isinstance(link, Link)]
+    assert kept
+    for link in kept:  # as a restarted server leaves them
+        link._transport.close()
+    await eventually(lambda: asyncio.sleep(0, all(link.failed for link in kept)), bool)
+    pipe._inline += 1  # as while a lone command is out: what follows goes in batches
+    try:
+        found = await asyncio.gather(*(pipe.execute_command("INCR", f"{key_prefix}:n")
+                                       for _ in range(4)))
+    finally:
+        pipe._inline -= 1
+    assert sorted(found) == [1, 2, 3, 4]  # none failed on a closed connection
+    assert not any(link in pipe._idle for link in kept)
+    await pipe.aclose()

@@ -286,6 +286,9 @@ class AutoPipeline:
                 return link
             if self._idle:
                 connection = self._idle.pop()
+                if isinstance(connection, Link) and connection.failed:
+                    await self._discard(connection)  # closed while kept (a restart)
+                    continue
             elif self._opening is not None:
                 await asyncio.wait([self._opening])  # not cancelled if this caller is
                 continue
