@@ -63,11 +63,9 @@ class ImplResult:
         return (dict(self.errors), {m: len(v) for m, v in self.values.items()},
                 {s: len(c) for s, c in self.commands.items()})
 
-    def errors_since(self, mark: _Mark
-                     ) -> list[tuple[str, str]]:
-        """(this implementation, error) for each failure recorded since ``mark``."""
-        return [(self.key, error) for name, error in self.errors.items()
-                if name not in mark[0]]
+    def errors_since(self, mark: _Mark) -> list[str]:
+        """The failures recorded since ``mark``."""
+        return [error for name, error in self.errors.items() if name not in mark[0]]
 
     def rewind(self, mark: _Mark) -> None:
         """Forget what was recorded since ``mark`` (a run to be measured again)."""

@@ -122,8 +122,8 @@ class Suite:
         would otherwise cost every side that run's values."""
         before = {impl.key: self._results[impl.key].mark() for impl in order}
         await self._sides_once(order, scenario, run, open_side, measure, record)
-        failed = {key: error for impl in order
-                  for key, error in self._results[impl.key].errors_since(before[impl.key])}
+        failed = {impl.key: errors for impl in order
+                  if (errors := self._results[impl.key].errors_since(before[impl.key]))}
         if failed:
             log.warning("%s run %d failed (%s): measuring it again", scenario, run, failed)
             self._repeated.append(f"{scenario}, run {run}: {failed}"[:300])

@@ -267,11 +267,9 @@ class AutoPipeline:
             return await link.call(commands)
         finally:
             link.batches -= 1
-            if link.failed and self._shared is link:
-                self._shared = None  # no further batch on it; its last one discards it
-            if not link.batches:
-                if self._shared is link:
-                    self._shared = None
+            if self._shared is link and (link.failed or not link.batches):
+                self._shared = None  # no further batch on it
+            if not link.batches:  # the last batch on it keeps or discards it
                 if link.failed:
                     await self._discard(link)
                 else:
