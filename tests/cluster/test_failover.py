@@ -1,4 +1,5 @@
-"""A master failover under load: processing resumes, every replicated job finishes.
+"""A master failover under load: processing resumes, every replicated job finishes, and
+adds sent while the master is dead (plain, deduplicated, a flow) wait out the failover.
 
 The master serving the queue's slot is killed with SIGKILL while a worker runs jobs and a
 producer keeps adding; its replica takes over after ``cluster-node-timeout`` (1 s here).
@@ -18,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from queuekit import BankSyncJobData, JobContext, JobResult, QueueName, QueueService
+from queuekit import (
+    BankSyncJobData,
+    Deduplication,
+    FlowJob,
+    JobContext,
+    JobOptions,
+    JobResult,
+    QueueName,
+    QueueService,
+)
 from queuekit.errors import QueueUnavailableError
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.waiting import eventually
@@ -94,6 +104,13 @@ async def test_master_failover_under_load(
     killed_at = time.monotonic()
     seen_before_kill = set(started)
     victim.stop(signal.SIGKILL)
+    # A deduplicated add and a flow (each a MULTI/EXEC, not a plain command) sent while
+    # the master is dead wait out the failover as plain adds do.
+    dedup_id = uuid.uuid4().hex
+    deduplicated = asyncio.ensure_future(service.add_job(
+        BANK, "sync", payload, options=JobOptions(deduplication=Deduplication(id=dedup_id))))
+    flow = asyncio.ensure_future(service.add_flow(FlowJob(
+        BANK, "sync", payload, children=[FlowJob(BANK, "sync", payload)])))
     try:
         async def resumed() -> float:
             while True:
@@ -113,6 +130,15 @@ async def test_master_failover_under_load(
             info = await service.wait_for_job(BANK, job_id, timeout=60)
             assert info.state == "completed", (job_id, info.state, info.failed_reason)
         assert after, f"the producer added nothing after the failover: {refused[-1:]}"
+        first = await deduplicated
+        again = await service.add_job(BANK, "sync", payload, options=JobOptions(
+            deduplication=Deduplication(id=dedup_id)))
+        # The same id while the job is unfinished (simple mode), else a new job.
+        done = await service.get_job(BANK, first.id)
+        assert again.id == first.id or (done is not None and done.state == "completed")
+        assert (await service.wait_for_job(BANK, first.id, timeout=60)).state == "completed"
+        parent = (await flow).job
+        assert (await service.wait_for_job(BANK, parent.id, timeout=60)).state == "completed"
         # cancel_job still reaches the worker: its subscription moved off the dead node.
         long = await service.add_job(BANK, "long", payload)
         await asyncio.wait_for(long_started.wait(), 15)
@@ -125,6 +151,6 @@ async def test_master_failover_under_load(
         assert not refused, refused
     finally:
         stop.set()
-        await asyncio.gather(producer, return_exceptions=True)
+        await asyncio.gather(producer, deduplicated, flow, return_exceptions=True)
         victim.start()  # it rejoins as a replica of the promoted master
         redis_cluster.wait_ok(30)
