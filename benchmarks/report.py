@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.commandstats import client_commands_per_job
-from benchmarks.results import ImplResult, SuiteResult
+from benchmarks.results import ImplResult, SuiteResult, paired_ratio
 from benchmarks.tables import (
     NA,
     close_table,
@@ -66,6 +66,9 @@ class _Column:
     value: Callable[[ImplResult], float | None]
     fmt: Callable[[float], str]
     metrics: tuple[str, ...]
+    #: The metric measured in every run by both sides, whose ratio rows are the median of
+    #: the runs' own ratios rather than a ratio of medians.
+    paired: str | None = None
 
 
 
@@ -92,6 +95,12 @@ def _metric(name: str) -> Callable[[ImplResult], float | None]:
     return lambda result: result.median(name)
 
 
+def _timed(title: str, metric: str, fmt: Callable[[float], str],
+           scenario: str | None = None) -> _Column:
+    """A column measured by both sides in every run (a rate or a latency)."""
+    return _Column(title, _metric(metric), fmt, (scenario or metric,), paired=metric)
+
+
 def _rss_growth(first: int, last: int) -> Callable[[ImplResult], float | None]:
     def value(result: ImplResult) -> float | None:
         low, high = result.median(f"rss_{first}"), result.median(f"rss_{last}")
@@ -102,16 +111,15 @@ def _rss_growth(first: int, last: int) -> Callable[[ImplResult], float | None]:
 
 def _columns(result: SuiteResult) -> list[_Column]:
     columns = [
-        _Column("add one (jobs/s)", _metric("add_one"), rate, ("add_one",)),
-        _Column("50 in flight (jobs/s)", _metric("add_in_flight"), rate, ("add_in_flight",)),
-        _Column("bulk \u00d71000 (jobs/s)", _metric("add_bulk"), rate, ("add_bulk",)),
-        _Column("process c=1 (jobs/s)", _metric("process_c1"), rate, ("process_c1",)),
-        _Column("process c=50 (jobs/s)", _metric("process_c50"), rate, ("process_c50",)),
-        _Column("scheduler-fed c=50 (jobs/s)", _metric("process_scheduled"), rate,
-                ("process_scheduled",)),
-        _Column("add→done p50 (ms)", _metric("latency_p50"), ms, ("latency",)),
-        _Column("add→done p99 (ms)", _metric("latency_p99"), ms, ("latency",)),
-        _Column("stream reader p50 (ms)", _metric("stream_p50"), ms, ("latency",)),
+        _timed("add one (jobs/s)", "add_one", rate),
+        _timed("50 in flight (jobs/s)", "add_in_flight", rate),
+        _timed("bulk \u00d71000 (jobs/s)", "add_bulk", rate),
+        _timed("process c=1 (jobs/s)", "process_c1", rate),
+        _timed("process c=50 (jobs/s)", "process_c50", rate),
+        _timed("scheduler-fed c=50 (jobs/s)", "process_scheduled", rate),
+        _timed("add→done p50 (ms)", "latency_p50", ms, "latency"),
+        _timed("add→done p99 (ms)", "latency_p99", ms, "latency"),
+        _timed("stream reader p50 (ms)", "stream_p50", ms, "latency"),
         _Column("client cmds/job c=1", _client_cmds("process_c1"), _cmds, ("process_c1",)),
         _Column("client cmds/job c=50", _client_cmds("process_c50"), _cmds, ("process_c50",)),
     ]
@@ -158,6 +166,10 @@ def results_table(result: SuiteResult) -> list[str]:
             continue
         cells = []
         for column in columns:
+            paired = paired_ratio(a, b, column.paired) if column.paired else None
+            if paired is not None:
+                cells.append(f"{paired:.2f}")
+                continue
             x, y = column.value(a), column.value(b)
             cells.append(f"{x / y:.2f}" if x is not None and y else NA)
         lines.append(row([f"*{a.label} / {b.label}*", *cells]))
@@ -194,8 +206,11 @@ def render(result: SuiteResult, env: Environment) -> str:
         "## Results",
         "",
         f"{opts.jobs:,} jobs per scenario, median of {opts.runs} run(s); memory from one run. "
-        "Higher is better for jobs/s, lower for the rest. Ratio rows divide the values of "
-        "each column.",
+        "Higher is better for jobs/s, lower for the rest. Ratio rows: for a column every run "
+        "measured on both sides (the jobs/s and the latencies), the median of the runs' own "
+        "ratios (in a run the sides take turns, so its ratio compares them over the same "
+        "stretch of time; the table *in each run* below lists them, and the ratio of the two "
+        "medians beside them); for the rest, the ratio of the values.",
         "",
         *results_table(result),
         "",

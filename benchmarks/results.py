@@ -81,6 +81,23 @@ class ImplResult:
         return statistics.median(found) if found else None
 
 
+def run_ratios(top: ImplResult, bottom: ImplResult, metric: str) -> list[float] | None:
+    """``top / bottom`` of ``metric`` in each run, or None unless both sides have a value in
+    every run: the sides take turns within a run, so each run's ratio compares them over the
+    same stretch of time, which a ratio of two medians (each side's middle run, maybe two
+    different runs of a machine whose speed drifts) does not."""
+    ours, theirs = top.values.get(metric), bottom.values.get(metric)
+    if not ours or not theirs or len(ours) != len(theirs) or not all(theirs):
+        return None
+    return [a / b for a, b in zip(ours, theirs, strict=True)]
+
+
+def paired_ratio(top: ImplResult, bottom: ImplResult, metric: str) -> float | None:
+    """The median of the runs' own ratios (:func:`run_ratios`)."""
+    ratios = run_ratios(top, bottom, metric)
+    return statistics.median(ratios) if ratios else None
+
+
 @dataclass
 class SuiteResult:
     """Results of the whole suite."""

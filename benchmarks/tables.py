@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from benchmarks.commandstats import client_commands_per_job, is_client_command
-from benchmarks.results import ImplResult, SuiteResult
+from benchmarks.results import ImplResult, SuiteResult, run_ratios
 
 NA = "\u2013"  # en dash
 
@@ -141,18 +141,24 @@ TIMED: list[tuple[str, Callable[[float], str]]] = [
 
 
 def per_run_table(result: SuiteResult) -> list[str]:
-    """queuekit / Node BullMQ of each run on its own (the runs' values in run order); a
-    metric with a failed run on either side is left out."""
+    """queuekit / Node BullMQ of each run on its own (the runs' values in run order), their
+    median, and the ratio of the two sides' medians beside it; a metric with a failed run on
+    either side is left out."""
     by_key = {r.key: r for r in result.results if r.unavailable is None}
     ours, node = by_key.get("queuekit"), by_key.get("node")
     if ours is None or node is None:
         return []
-    metrics = [m for m, _ in TIMED
-               if len(ours.values.get(m, ())) == len(node.values.get(m, ())) > 0]
+    found = {m: r for m, _ in TIMED if (r := run_ratios(ours, node, m)) is not None}
+    metrics = list(found)
     lines = [row(["run", *metrics]), row(["---"] * (len(metrics) + 1))]
-    for run in range(min((len(ours.values[m]) for m in metrics), default=0)):
-        cells = [f"{ours.values[m][run] / node.values[m][run]:.2f}" for m in metrics]
-        lines.append(row([str(run + 1), *cells]))
+    for run in range(min((len(r) for r in found.values()), default=0)):
+        lines.append(row([str(run + 1), *(f"{found[m][run]:.2f}" for m in metrics)]))
+    if metrics:
+        lines.append(row(["*median*", *(f"{statistics.median(found[m]):.2f}" for m in metrics)]))
+        of_medians = [
+            f"{statistics.median(ours.values[m]) / statistics.median(node.values[m]):.2f}"
+            for m in metrics]
+        lines.append(row(["*ratio of the medians*", *of_medians]))
     return lines
 
 

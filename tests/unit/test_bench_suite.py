@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from benchmarks.report import Environment, render
+from benchmarks.report import Environment, render, results_table
 from benchmarks.results import ImplResult, SuiteOptions, SuiteResult
 from benchmarks.suite import Suite
+from benchmarks.tables import per_run_table
 
 
 class _Queues:
@@ -83,3 +84,33 @@ def test_rewinding_forgets_what_came_after_the_mark() -> None:
     result.rewind(mark)
     assert (result.values, result.commands, result.errors) == (
         {"add_one": [1.0], "rss": []}, {"add_one": []}, {})
+
+
+def _drifting() -> SuiteResult:
+    """Three runs of a machine whose speed drifts: queuekit is ahead in two of them, and its
+    middle run is a slow stretch while Node's is a fast one."""
+    ours, node = ImplResult("queuekit", "queuekit"), ImplResult("node", "Node")
+    for a, b in ((44.0, 40.0), (18.0, 24.0), (21.0, 20.0)):
+        ours.add("add_one", a)
+        node.add("add_one", b)
+    ours.add("rss_10", 2.0)
+    node.add("rss_10", 4.0)
+    options = SuiteOptions(jobs=10, runs=3, latency_samples=5, rss_checkpoints=(10,))
+    return SuiteResult(options, "7.0", [node, ours], 1.0)
+
+
+def test_the_ratio_row_is_the_median_of_the_runs_own_ratios() -> None:
+    lines = results_table(_drifting())
+    ratio = next(line for line in lines if line.startswith("| *queuekit / Node*"))
+    cells = [cell.strip() for cell in ratio.strip("|").split("|")]
+    # 44/40, 18/24, 21/20 -> median 1.05 (the ratio of the medians, 21/24, would be 0.88);
+    # RSS, measured once, stays a ratio of the values.
+    assert cells[1] == "1.05"
+    assert cells[-1] == "0.50"
+
+
+def test_the_per_run_table_lists_each_run_its_median_and_the_ratio_of_medians() -> None:
+    lines = per_run_table(_drifting())
+    assert lines[0] == "| run | add_one |"
+    assert lines[2:] == ["| 1 | 1.10 |", "| 2 | 0.75 |", "| 3 | 1.05 |",
+                         "| *median* | 1.05 |", "| *ratio of the medians* | 0.88 |"]
